@@ -1,0 +1,233 @@
+"""Admin: upload versions (validated in the form), promote, roll back, read the audit trail."""
+
+import json
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html
+
+from . import loader, services, storage
+from .errors import ServingError
+from .models import ArtifactFormat, DefaultChange, ModelVersion, RegisteredModel
+
+
+def _pretty_json(value) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+class VersionUploadForm(forms.ModelForm):
+    """Upload form: clean() runs every check, so a bad artifact shows inline."""
+
+    artifact_file = forms.FileField(
+        label="Artifact", help_text="A .skops file (or .joblib/.pkl when pickles are allowed)."
+    )
+    sample_file = forms.FileField(
+        label="Sample CSV",
+        required=False,
+        help_text="Reference rows with the model's feature columns, used for the smoke test.",
+    )
+    artifact_format = forms.ChoiceField(
+        label="Format",
+        choices=[("", "Detect from the file")] + list(ArtifactFormat.choices),
+        required=False,
+    )
+    make_default = forms.BooleanField(
+        required=False, help_text="Promote this version to default once it is stored."
+    )
+
+    class Meta:
+        model = ModelVersion
+        fields = ["registered_model", "notes"]
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("artifact_file")
+        if not upload or not cleaned.get("registered_model"):
+            return cleaned
+        try:
+            data = storage.read_upload(upload, max_bytes=settings.MAX_ARTIFACT_BYTES)
+            sample = cleaned.get("sample_file")
+            sample_data = (
+                storage.read_upload(sample, max_bytes=settings.MAX_ARTIFACT_BYTES, label="Sample")
+                if sample
+                else None
+            )
+            artifact_format = cleaned.get("artifact_format") or loader.detect_format(
+                upload.name, data
+            )
+            validated = loader.validate_artifact(data, format=artifact_format, sample=sample_data)
+        except ServingError as exc:
+            raise ValidationError(exc.detail) from None
+        task = validated.output_info["task"]
+        if cleaned["registered_model"].task != task:
+            raise ValidationError(
+                f"{cleaned['registered_model']} is a {cleaned['registered_model'].task} model; "
+                f"this artifact is a {task} model."
+            )
+        cleaned["validated"], cleaned["sample_data"] = validated, sample_data
+        return cleaned
+
+
+class VersionInline(admin.TabularInline):
+    model = ModelVersion
+    fields = ["number", "status", "is_default", "format", "sha256", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class DefaultChangeInline(admin.TabularInline):
+    model = DefaultChange
+    fields = ["created_at", "action", "from_version", "to_version", "actor"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "task", "default_version", "created_at"]
+    search_fields = ["name", "description"]
+    inlines = [VersionInline, DefaultChangeInline]
+    actions = ["rollback"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name", "task", "created_at"] if obj else ["created_at"]
+
+    @admin.display(description="Default version")
+    def default_version(self, obj) -> str:
+        default = obj.versions.filter(is_default=True).first()
+        return f"v{default.number}" if default else "-"
+
+    @admin.action(description="Roll back to the previous default version")
+    def rollback(self, request, queryset):
+        for registered_model in queryset:
+            try:
+                change = services.rollback_default(
+                    registered_model=registered_model, actor=request.user
+                )
+            except ServingError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
+            else:
+                self.message_user(request, f"Rolled back: {change}.", messages.SUCCESS)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "is_default", "format", "created_by", "created_at"]
+    list_filter = ["registered_model", "status", "is_default", "format"]
+    actions = ["promote"]
+    readonly_fields = [
+        "registered_model",
+        "number",
+        "format",
+        "artifact",
+        "sha256",
+        "size_bytes",
+        "serving_artifact",
+        "serving_sha256",
+        "sample",
+        "schema_table",
+        "output",
+        "single_row_latency_ms",
+        "notes",
+        "status",
+        "status_reason",
+        "is_default",
+        "created_by",
+        "created_at",
+    ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = VersionUploadForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return [
+                "registered_model",
+                "artifact_file",
+                "artifact_format",
+                "sample_file",
+                "notes",
+                "make_default",
+            ]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        # A version is immutable: everything is read-only once it exists.
+        return self.readonly_fields if obj else []
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # A version is immutable: its page is view-only (actions still promote it).
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change):
+        cleaned = form.cleaned_data
+        version = services.register_version(
+            model_name=cleaned["registered_model"].name,
+            artifact=cleaned["validated"].data,
+            sample=cleaned["sample_data"],
+            notes=cleaned["notes"],
+            created_by=request.user,
+            validated=cleaned["validated"],
+        )
+        if cleaned["make_default"]:
+            services.set_default_version(version=version, actor=request.user)
+        # The admin goes on with `obj` (log entry, redirect): make it the stored row.
+        obj.__dict__.update(ModelVersion.objects.get(pk=version.pk).__dict__)
+
+    @admin.display(description="Input schema")
+    def schema_table(self, obj):
+        return _pretty_json(obj.input_schema)
+
+    @admin.display(description="Output")
+    def output(self, obj):
+        return _pretty_json(obj.output_info)
+
+    @admin.action(description="Promote the selected version to default")
+    def promote(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to promote.", messages.ERROR)
+            return
+        version = queryset.get()
+        try:
+            change = services.set_default_version(version=version, actor=request.user)
+        except ServingError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+            return
+        text = f"Promoted: {change}." if change else f"{version} already is the default."
+        self.message_user(request, text, messages.SUCCESS)
+
+
+@admin.register(DefaultChange)
+class DefaultChangeAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "registered_model",
+        "action",
+        "from_version",
+        "to_version",
+        "actor",
+    ]
+    list_filter = ["registered_model", "action"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

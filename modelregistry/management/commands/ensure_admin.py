@@ -1,0 +1,37 @@
+"""Create the admin user once and print its credentials and API token."""
+
+import os
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+
+class Command(BaseCommand):
+    help = (
+        "Create a superuser from DJANGO_SUPERUSER_USERNAME/PASSWORD/EMAIL (or 'admin' with a "
+        "generated password kept in var/admin-password) when missing; print login and token."
+    )
+
+    def handle(self, *args, **options):
+        username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+        email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "admin@example.com")
+        password_file = settings.VAR_DIR / "admin-password"
+        user_model = get_user_model()
+        user = user_model.objects.filter(username=username).first()
+        if user is None:
+            if not password:
+                password = secrets.token_urlsafe(12)
+                password_file.parent.mkdir(parents=True, exist_ok=True)
+                password_file.write_text(password + "\n")
+                password_file.chmod(0o600)
+            user = user_model.objects.create_superuser(username, email, password)
+            self.stdout.write(f"created superuser {username!r}")
+        elif not password and password_file.exists():
+            password = password_file.read_text().strip()
+        token, _ = Token.objects.get_or_create(user=user)
+        self.stdout.write(f"admin login: {username} / {password or '(as set before)'}")
+        self.stdout.write(f"API token:   {token.key}")

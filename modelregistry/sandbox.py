@@ -1,0 +1,58 @@
+"""Open a joblib/pickle artifact in a throwaway process and convert it to skops.
+
+Run as `python -m modelregistry.sandbox IN OUT` by `loader.convert_pickle`: web processes
+never unpickle. Every global the pickle names goes through `trust.resolve_pickle_global`,
+so a pickle that calls os.system, open or numpy.save is refused before anything runs.
+Prints one JSON line: {"ok": true} or {"ok": false, "error": "..."}.
+"""
+
+import json
+import os
+import sys
+
+import joblib.numpy_pickle
+import skops.io
+
+from modelregistry.trust import is_trusted_type, resolve_pickle_global
+
+EXTRA_TRUSTED = tuple(t.strip() for t in os.environ.get("MODELPORT_TRUSTED_TYPES", "").split(","))
+
+
+class RestrictedUnpickler(joblib.numpy_pickle.NumpyUnpickler):
+    """joblib's unpickler with an allowlist in find_class."""
+
+    def find_class(self, module, name):
+        try:
+            return resolve_pickle_global(module, name, EXTRA_TRUSTED)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"refused type {module}.{name}: {exc}") from None
+
+
+def convert(source: str, target: str) -> None:
+    """Unpickle `source` under the allowlist and write it to `target` in skops format."""
+    # joblib.load looks the class up in its module at call time; this process exists for it.
+    joblib.numpy_pickle.NumpyUnpickler = RestrictedUnpickler
+    estimator = joblib.load(source)
+    data = skops.io.dumps(estimator)
+    refused = [
+        t for t in skops.io.get_untrusted_types(data=data) if not is_trusted_type(t, EXTRA_TRUSTED)
+    ]
+    if refused:
+        raise ValueError(f"refused type {', '.join(refused)}")
+    with open(target, "wb") as handle:
+        handle.write(data)
+
+
+def main() -> int:
+    source, target = sys.argv[1], sys.argv[2]
+    try:
+        convert(source, target)
+    except Exception as exc:  # report any failure as data; the parent decides
+        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    print(json.dumps({"ok": True}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

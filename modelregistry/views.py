@@ -1,0 +1,98 @@
+"""Registry API: list and describe models, upload versions, promote and roll back."""
+
+from django.conf import settings
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import loader, services, storage
+from .errors import ModelNotFound
+from .models import ModelVersion, RegisteredModel
+from .permissions import ReadAuthenticatedWriteStaff
+from .serializers import (
+    DefaultChangeOutput,
+    ModelDetailOutput,
+    ModelSummaryOutput,
+    VersionOutput,
+    VersionUploadInput,
+)
+
+
+def _models_with_versions():
+    versions = ModelVersion.objects.select_related("registered_model").order_by("-number")
+    return RegisteredModel.objects.prefetch_related(Prefetch("versions", queryset=versions))
+
+
+def _get_model(name: str) -> RegisteredModel:
+    model = _models_with_versions().filter(name=name).first()
+    if model is None:
+        raise ModelNotFound(f"No model named {name!r}.")
+    return model
+
+
+class RegistryView(APIView):
+    permission_classes = [ReadAuthenticatedWriteStaff]
+
+
+class ModelListView(RegistryView):
+    @extend_schema(responses=ModelSummaryOutput(many=True))
+    def get(self, request):
+        return Response(ModelSummaryOutput(_models_with_versions(), many=True).data)
+
+
+class ModelDetailView(RegistryView):
+    @extend_schema(responses=ModelDetailOutput)
+    def get(self, request, name):
+        return Response(ModelDetailOutput(_get_model(name)).data)
+
+
+class VersionListView(RegistryView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(responses=VersionOutput(many=True))
+    def get(self, request, name):
+        return Response(VersionOutput(_get_model(name).versions.all(), many=True).data)
+
+    @extend_schema(request=VersionUploadInput, responses={201: VersionOutput})
+    def post(self, request, name):
+        data = VersionUploadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload, sample = data.validated_data["file"], data.validated_data.get("sample")
+        max_bytes = settings.MAX_ARTIFACT_BYTES
+        version = services.register_version(
+            model_name=name,
+            artifact=storage.read_upload(upload, max_bytes=max_bytes),
+            filename=upload.name,
+            format=data.validated_data.get("format"),
+            sample=storage.read_upload(sample, max_bytes=max_bytes, label="Sample")
+            if sample
+            else None,
+            notes=data.validated_data["notes"],
+            description=data.validated_data["description"],
+            created_by=request.user,
+        )
+        return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
+
+
+class VersionDetailView(RegistryView):
+    @extend_schema(responses=VersionOutput)
+    def get(self, request, name, number):
+        return Response(VersionOutput(loader.resolve_version(name, number)).data)
+
+
+class PromoteView(RegistryView):
+    @extend_schema(request=None, responses=VersionOutput)
+    def post(self, request, name, number):
+        version = loader.resolve_version(name, number)
+        services.set_default_version(version=version, actor=request.user)
+        return Response(VersionOutput(version).data)
+
+
+class RollbackView(RegistryView):
+    @extend_schema(request=None, responses=DefaultChangeOutput)
+    def post(self, request, name):
+        change = services.rollback_default(registered_model=_get_model(name), actor=request.user)
+        return Response(DefaultChangeOutput(change).data)

@@ -1,0 +1,19 @@
+"""URL routes: admin, the versioned API, the OpenAPI schema and health."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from predictions import views as prediction_views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("modelregistry.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("healthz", prediction_views.health, name="health"),
+]
+
+handler400 = "predictions.views.bad_request"
+handler403 = "predictions.views.permission_denied"
+handler404 = "predictions.views.not_found"
+handler500 = "predictions.views.server_error"

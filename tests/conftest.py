@@ -1,0 +1,119 @@
+"""Shared fixtures: tiny models trained once per session, a registered version, API clients."""
+
+import pytest
+import skops.io
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from modelregistry import demo, loader, services
+
+
+@pytest.fixture(scope="session", autouse=True)
+def media_root(tmp_path_factory):
+    """Every test (and every process the e2e tests start) stores artifacts in a temp dir."""
+    path = tmp_path_factory.mktemp("media")
+    with override_settings(MEDIA_ROOT=str(path)):
+        yield path
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """Each test starts with empty per-process caches (models, default pointers)."""
+    loader.clear_caches()
+    yield
+    loader.clear_caches()
+
+
+@pytest.fixture(scope="session")
+def house_model():
+    """A small house-prices pipeline: same structure as the demo, trained in a second."""
+    return demo.train_house_prices(rows=600, max_iter=10)
+
+
+@pytest.fixture(scope="session")
+def house_artifact(house_model) -> bytes:
+    return skops.io.dumps(house_model)
+
+
+@pytest.fixture(scope="session")
+def house_rows():
+    """Feature rows (no target) the house model was not trained on."""
+    return demo.house_prices_data(rows=50, seed=7).drop(columns="price")
+
+
+@pytest.fixture(scope="session")
+def house_sample(house_rows) -> bytes:
+    return house_rows.to_csv(index=False).encode()
+
+
+@pytest.fixture(scope="session")
+def iris_artifact() -> bytes:
+    return skops.io.dumps(demo.train_iris())
+
+
+@pytest.fixture
+def registered_version(db, house_artifact, house_sample):
+    """house-prices v1, registered and promoted."""
+    version = services.register_version(
+        model_name="house-prices",
+        artifact=house_artifact,
+        filename="house.skops",
+        sample=house_sample,
+    )
+    services.set_default_version(version=version)
+    return version
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user("staff", password="pw-staff-123", is_staff=True)
+
+
+@pytest.fixture
+def reader_user(django_user_model):
+    return django_user_model.objects.create_user("reader", password="pw-reader-123")
+
+
+def _token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def api_client(staff_user) -> APIClient:
+    """A client authenticated with a staff user's API token."""
+    return _token_client(staff_user)
+
+
+@pytest.fixture
+def reader_client(reader_user) -> APIClient:
+    """A client authenticated with a non-staff user's API token."""
+    return _token_client(reader_user)
+
+
+def database_url_for(settings_dict: dict) -> str:
+    """A DATABASE_URL naming the database this test session uses (for other processes)."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or "postgres"
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture
+def process_env(django_db_setup, media_root):
+    """Environment for a child process that shares this test's database and storage."""
+    import os
+
+    from django.db import connection
+
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url_for(connection.settings_dict),
+        "MEDIA_ROOT": str(media_root),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+    }
