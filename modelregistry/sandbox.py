@@ -8,24 +8,33 @@ Prints one JSON line: {"ok": true} or {"ok": false, "error": "..."}.
 
 import json
 import os
+import pickle
 import sys
 
 import joblib.numpy_pickle
 import skops.io
 
-from modelregistry.trust import is_trusted_type, resolve_pickle_global
+from modelregistry.trust import check_pickle_call, is_trusted_type, resolve_pickle_global
 
 EXTRA_TRUSTED = tuple(t.strip() for t in os.environ.get("MODELPORT_TRUSTED_TYPES", "").split(","))
 
 
 class RestrictedUnpickler(joblib.numpy_pickle.NumpyUnpickler):
-    """joblib's unpickler with an allowlist in find_class."""
+    """joblib's (pure Python) unpickler with an allowlist in find_class and on every call."""
+
+    dispatch = joblib.numpy_pickle.NumpyUnpickler.dispatch.copy()
 
     def find_class(self, module, name):
         try:
             return resolve_pickle_global(module, name, EXTRA_TRUSTED)
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"refused type {module}.{name}: {exc}") from None
+
+    def load_reduce(self):
+        check_pickle_call(self.stack[-2], self.stack[-1])
+        super().load_reduce()
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
 
 
 def convert(source: str, target: str) -> None:

@@ -38,15 +38,14 @@ def _feature_names(estimator) -> list[str]:
 
 
 def _first_encoder(estimator):
-    """The first fitted step with `categories_` (OneHotEncoder, OrdinalEncoder, ...)."""
+    """The first fitted step with `categories_` (OneHotEncoder, OrdinalEncoder, ...), looking
+    past the steps before it (an imputer in front of the encoder, nested pipelines)."""
     if hasattr(estimator, "categories_"):
         return estimator
     if isinstance(estimator, Pipeline):
         for _, step in estimator.steps:
-            if step in (None, "passthrough"):
-                continue
-            found = _first_encoder(step)
-            if found is not None or not isinstance(step, Pipeline):
+            found = None if step in (None, "passthrough") else _first_encoder(step)
+            if found is not None:
                 return found
     return None
 

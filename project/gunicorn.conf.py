@@ -1,0 +1,41 @@
+"""Gunicorn settings for one app instance; the knobs are env vars listed in .env.example.
+
+scripts/run starts WEB_INSTANCES of these behind nginx, each with its own --bind.
+"""
+
+import os
+
+# Before any worker imports numpy/scikit-learn: one BLAS/OpenMP thread per process, otherwise
+# every worker of every instance starts a pool per core and they fight over the cores.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise SystemExit(f"{name}={value!r} is not an integer.") from None
+
+
+# Threads rather than processes: a request spends most of its time in numpy, which releases
+# the GIL, and each process holds its own model cache.
+worker_class = "gthread"
+workers = _env_int("WEB_WORKERS", 1)
+threads = _env_int("WEB_THREADS", 4)
+timeout = _env_int("WEB_TIMEOUT_SECONDS", 120)
+graceful_timeout = 30
+
+# Recycle workers now and then so slow leaks (e.g. in native code) cannot pile up;
+# the jitter keeps the workers of all instances from restarting at the same moment.
+max_requests = 2000
+max_requests_jitter = 200
+
+# Several instances run on one machine and would share the default control socket path;
+# nothing here uses gunicornc.
+control_socket_disable = True
+
+accesslog = "-"
+errorlog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'

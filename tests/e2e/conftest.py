@@ -1,0 +1,259 @@
+"""Session fixtures that start the real stack: nginx -> 2 gunicorn instances, 1 RQ worker.
+
+The processes share the test session's database (pytest-django's test database), Redis,
+MEDIA_ROOT and STATIC_ROOT. They start once, on free ports, and stop by PID at the end.
+Tests that write rows the processes must see use @pytest.mark.django_db(transaction=True).
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from scripts.render_nginx import prepare_prefix, render_nginx
+
+BASE_DIR = Path(settings.BASE_DIR)
+WEB_INSTANCES = 2
+# Small, so a test can exceed it cheaply; the real limit is MAX_UPLOAD_BYTES.
+E2E_MAX_BODY_BYTES = 1024 * 1024
+STARTUP_SECONDS = 60
+STOP_SECONDS = 15
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self):
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+@dataclass
+class Stack:
+    """The running processes and how to reach them."""
+
+    url: str
+    instance_urls: list[str]
+    nginx_conf: Path
+    nginx_prefix: Path
+    log_dir: Path
+    max_body_bytes: int
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers=None,
+        base_url: str | None = None,
+    ) -> Response:
+        """Send one request (through nginx unless base_url says otherwise)."""
+        return http_request(method, (base_url or self.url) + path, body=body, headers=headers)
+
+
+def http_request(method: str, url: str, *, body: bytes | None = None, headers=None) -> Response:
+    """One HTTP/1.1 request on a fresh connection; every status is a Response, not an error."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, target or "/", body=body, headers=headers or {})
+        response = conn.getresponse()
+        return Response(response.status, response.headers, response.read())
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """The test database (created by pytest-django) as a DATABASE_URL for other processes."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        name = str(db["NAME"])
+        if name == ":memory:" or name.startswith("file:"):
+            pytest.fail("e2e tests need a file-based SQLite test database (TEST NAME).")
+        return f"sqlite:///{Path(name).resolve()}"
+    if db["ENGINE"] == "django.db.backends.postgresql":
+        auth = urllib.parse.quote(db["USER"] or "", safe="")
+        if db["PASSWORD"]:
+            auth += ":" + urllib.parse.quote(db["PASSWORD"], safe="")
+        host = db["HOST"] or "localhost"
+        port = db["PORT"] or 5432
+        return f"postgres://{auth}@{host}:{port}/{urllib.parse.quote(db['NAME'], safe='')}"
+    pytest.fail(f"e2e tests do not know how to share a {db['ENGINE']} database.")
+
+
+def log_tails(log_dir: Path, lines: int = 30) -> str:
+    """The last lines of every process log, for a failure message."""
+    tails = []
+    for path in sorted(log_dir.glob("*.log")):
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"----- {path.name} -----\n" + "\n".join(text))
+    return "\n".join(tails)
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, deadline: float, log_dir: Path) -> None:
+    """Poll GET url until it answers 200, the process dies, or the deadline passes."""
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            last_error = f"exited with status {process.returncode}"
+            break
+        try:
+            response = http_request("GET", url)
+            if response.status == 200:
+                return
+            last_error = f"status {response.status}: {response.body[:200]!r}"
+        except OSError as exc:
+            last_error = str(exc)
+        time.sleep(0.1)
+    pytest.fail(f"{url} did not become healthy ({last_error}).\n{log_tails(log_dir)}")
+
+
+def wait_for_worker(process: subprocess.Popen, deadline: float, log_dir: Path) -> None:
+    """Wait until the RQ worker has registered itself in Redis."""
+    import django_rq
+    from rq import Worker
+
+    redis = django_rq.get_connection("default")
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if any(worker.pid == process.pid for worker in Worker.all(connection=redis)):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the RQ worker did not start.\n{log_tails(log_dir)}")
+
+
+def stop(processes: dict[str, subprocess.Popen]) -> None:
+    """Terminate every process, wait, and kill what is left (each leads its own group)."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the workers it may have left behind too
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    """Path of the nginx executable (scripts/setup installs it)."""
+    path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if path is None:
+        pytest.fail("nginx is not installed; run ./scripts/setup (or ./scripts/test).")
+    return path
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, nginx_binary):
+    """Start the stack once for the session and stop every process by PID at the end."""
+    root = tmp_path_factory.mktemp("e2e")
+    log_dir = root / "logs"
+    log_dir.mkdir()
+    with django_db_blocker.unblock():
+        db_url = database_url()
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": settings.REDIS_URL,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "STATIC_ROOT": str(settings.STATIC_ROOT),
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    web_ports = [free_port() for _ in range(WEB_INSTANCES)]
+    nginx_port = free_port()
+    nginx_prefix = root / "nginx"
+    prepare_prefix(nginx_prefix)
+    nginx_conf = nginx_prefix / "nginx.conf"
+    nginx_conf.write_text(
+        render_nginx(
+            listen_port=nginx_port,
+            upstream_ports=web_ports,
+            prefix=nginx_prefix,
+            static_root=Path(settings.STATIC_ROOT),
+            max_body_bytes=E2E_MAX_BODY_BYTES,
+        )
+    )
+    commands = {
+        **{
+            f"web{i}": [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "project/gunicorn.conf.py",
+                "project.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+            ]
+            for i, port in enumerate(web_ports, start=1)
+        },
+        "worker": [sys.executable, "manage.py", "rqworker", "default"],
+        "nginx": [
+            nginx_binary,
+            "-p",
+            str(nginx_prefix),
+            "-c",
+            str(nginx_conf),
+            "-e",
+            str(nginx_prefix / "logs" / "error.log"),
+        ],
+    }
+    stack = Stack(
+        url=f"http://127.0.0.1:{nginx_port}",
+        instance_urls=[f"http://127.0.0.1:{port}" for port in web_ports],
+        nginx_conf=nginx_conf,
+        nginx_prefix=nginx_prefix,
+        log_dir=log_dir,
+        max_body_bytes=E2E_MAX_BODY_BYTES,
+    )
+    try:
+        for name, command in commands.items():
+            with open(log_dir / f"{name}.log", "wb") as log:
+                stack.processes[name] = subprocess.Popen(
+                    command,
+                    cwd=BASE_DIR,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        for i, url in enumerate(stack.instance_urls, start=1):
+            wait_until_healthy(f"{url}/healthz", stack.processes[f"web{i}"], deadline, log_dir)
+        wait_until_healthy(f"{stack.url}/healthz", stack.processes["nginx"], deadline, log_dir)
+        wait_for_worker(stack.processes["worker"], deadline, log_dir)
+        yield stack
+    finally:
+        stop(stack.processes)

@@ -1,0 +1,96 @@
+"""The stack as a client sees it: nginx in front of two instances, static files, errors."""
+
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def test_healthz_through_nginx_returns_ok(e2e_stack):
+    response = e2e_stack.request("GET", "/healthz")
+
+    assert response.status == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_requests_reach_both_instances(e2e_stack):
+    upstreams = {e2e_stack.request("GET", "/healthz").headers["X-Upstream"] for _ in range(20)}
+
+    assert upstreams == {url.removeprefix("http://") for url in e2e_stack.instance_urls}
+
+
+def test_request_id_is_passed_through_to_the_app(e2e_stack):
+    sent = e2e_stack.request("GET", "/healthz", headers={"X-Request-ID": "e2e-test.1"})
+    invalid = e2e_stack.request("GET", "/healthz", headers={"X-Request-ID": 'bad "id"'})
+
+    assert sent.headers["X-Request-ID"] == "e2e-test.1"
+    assert invalid.headers["X-Request-ID"] not in ("", 'bad "id"')
+
+
+def test_admin_login_page_is_served_through_nginx(e2e_stack):
+    response = e2e_stack.request("GET", "/admin/login/")
+
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert b'name="username"' in response.body
+
+
+def test_static_file_is_served_by_nginx_itself(e2e_stack):
+    response = e2e_stack.request("GET", "/static/admin/css/base.css")
+
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/css")
+    assert "X-Upstream" not in response.headers
+
+
+def test_unknown_api_url_returns_problem_json(e2e_stack):
+    response = e2e_stack.request("GET", "/api/v1/no-such-endpoint/")
+
+    assert response.status == 404
+    assert response.headers["Content-Type"].startswith(PROBLEM_JSON)
+    assert response.json()["status"] == 404
+
+
+def test_body_over_the_limit_gets_problem_json_from_nginx(e2e_stack):
+    body = b"x" * (2 * e2e_stack.max_body_bytes)
+
+    response = e2e_stack.request(
+        "POST",
+        "/api/v1/models/",
+        body=body,
+        headers={"Content-Type": "application/octet-stream", "X-Request-ID": "too-big-1"},
+    )
+
+    assert response.status == 413
+    assert response.headers["Content-Type"].startswith(PROBLEM_JSON)
+    assert "X-Upstream" not in response.headers
+    assert response.json() == {
+        "type": "https://modelport.dev/errors/upload_too_large",
+        "title": "Upload too large",
+        "status": 413,
+        "detail": f"The request body is larger than {e2e_stack.max_body_bytes} bytes.",
+        "code": "upload_too_large",
+        "request_id": "too-big-1",
+    }
+
+
+def test_rendered_nginx_config_passes_nginx_t(e2e_stack, nginx_binary):
+    result = subprocess.run(
+        [
+            nginx_binary,
+            "-t",
+            "-p",
+            str(e2e_stack.nginx_prefix),
+            "-c",
+            str(e2e_stack.nginx_conf),
+            "-e",
+            str(e2e_stack.nginx_prefix / "logs" / "error.log"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stderr
