@@ -19,6 +19,18 @@ class InvalidInput(ServingError):
     status_code, code, title = 400, "invalid_input", "Invalid input"
 
 
+class MalformedRequest(InvalidInput):
+    code, title = "malformed_request", "Malformed request"
+
+
+class EmptyInput(InvalidInput):
+    code, title = "empty_input", "No rows"
+
+
+class InputTooLarge(ServingError):
+    status_code, code, title = 413, "input_too_large", "Input too large"
+
+
 class UnsupportedFormat(ServingError):
     status_code, code, title = 415, "unsupported_format", "Unsupported format"
 

@@ -181,13 +181,32 @@ MODELPORT_ALLOW_PICKLE = env_bool("MODELPORT_ALLOW_PICKLE", False)
 MODELPORT_TRUSTED_TYPES = env_list("MODELPORT_TRUSTED_TYPES", "")
 PICKLE_VALIDATION_TIMEOUT_SECONDS = env_int("PICKLE_VALIDATION_TIMEOUT_SECONDS", 120, minimum=1)
 
+# Predictions
+PREDICT_SYNC_MAX_ROWS = env_int("PREDICT_SYNC_MAX_ROWS", 10_000, minimum=1)
+PREDICT_SYNC_MAX_BYTES = env_int("PREDICT_SYNC_MAX_BYTES", 8 * 1024**2, minimum=1)
+PREDICT_CHUNK_ROWS = env_int("PREDICT_CHUNK_ROWS", 5_000, minimum=1)
+PREDICT_MAX_STRING_LENGTH = env_int("PREDICT_MAX_STRING_LENGTH", 1_000, minimum=1)
+PREDICT_THROTTLE_RATE = env_str("PREDICT_THROTTLE_RATE", "") or None
+MODELPORT_PUBLIC_PREDICTIONS = env_bool("MODELPORT_PUBLIC_PREDICTIONS", False)
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Shared by every instance: per-token request counts for throttling.
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "modelport",
+    },
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["predictions.renderers.ORJSONRenderer"],
+    "DEFAULT_THROTTLE_RATES": {"predictions": PREDICT_THROTTLE_RATE},
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "predictions.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

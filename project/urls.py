@@ -9,6 +9,7 @@ from predictions import views as prediction_views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("modelregistry.urls")),
+    path("api/v1/", include("predictions.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("healthz", prediction_views.health, name="health"),
 ]

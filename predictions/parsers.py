@@ -1,0 +1,400 @@
+"""Turn a request body (JSON, JSON lines, CSV, Parquet) into a DataFrame of rows and a form.
+
+The form says what the client sent and so what it gets back: `single` (one row, answered with
+`prediction`), `batch` (answered with `predictions`) or `mlflow` (MLflow's scoring shapes,
+answered with `predictions`). Parsers only read; checking rows against a schema is
+`validation.py`'s job. Every problem with the body as a whole raises `InvalidInput` or
+`UnsupportedFormat`; a row that is not an object is kept as an empty row and reported.
+"""
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.utils.http import parse_header_parameters
+
+from .errors import EmptyInput, InputTooLarge, InvalidInput, MalformedRequest, UnsupportedFormat
+
+SINGLE, BATCH, MLFLOW = "single", "batch", "mlflow"
+# Keys that make a JSON object a request envelope rather than one row of features.
+ENVELOPE_KEYS = {
+    "inputs",
+    "columns",
+    "data",
+    "dataframe_records",
+    "dataframe_split",
+    "instances",
+    "return_probabilities",
+    "params",
+}
+MAX_NUMBER_CHARS = 100
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+CSV_DELIMITERS = (",", ";", "\t", "|")
+_SPACED_KEY = re.compile(rb'"\s+:')
+
+
+@dataclass
+class ParsedInput:
+    """Rows as a DataFrame (columns as sent), the request form and the options it carried."""
+
+    frame: pd.DataFrame = field(default_factory=pd.DataFrame)
+    form: str = BATCH
+    return_probabilities: bool = False
+    # {"row", "field", "code", "message"} for rows that could not even be read as rows.
+    row_errors: list[dict] = field(default_factory=list)
+    # True when numbers arrive as text (CSV): "3.5" is then a number, not a wrong type.
+    text_numbers: bool = False
+    # Per column, the rows that did not have the key at all (JSON rows only).
+    absent: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def _reject_duplicates(pairs: list[tuple]) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise MalformedRequest(f"The JSON body repeats the key {duplicate[:80]!r} in one object.")
+    return result
+
+
+def _strict_number(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise MalformedRequest(
+            f"The JSON body has a number longer than {MAX_NUMBER_CHARS} characters."
+        )
+    return float(text)
+
+
+def _strict_int(text: str) -> int | float:
+    return int(text) if len(text) <= 18 else _strict_number(text)
+
+
+def _load_json_strictly(body: bytes):
+    """The slow, exact parser: duplicate keys refused; NaN, Infinity and 1e400 become floats
+    (each then fails its row as not finite); absurdly long numbers refused."""
+    try:
+        text = body.decode("utf-8-sig")
+        return json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_float=_strict_number,
+            parse_int=_strict_int,
+            parse_constant=float,
+        )
+    except UnicodeDecodeError:
+        raise MalformedRequest("The JSON body is not valid UTF-8.") from None
+    except RecursionError:
+        raise MalformedRequest("The JSON body is nested too deeply.") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(
+            f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+        ) from None
+
+
+def _flat_key_count(data) -> int:
+    """Keys of the top object plus those of objects one level down (rows), cheaply."""
+    if isinstance(data, list):
+        return sum(len(item) for item in data if type(item) is dict)
+    if isinstance(data, dict):
+        return len(data) + sum(
+            _flat_key_count(value) if isinstance(value, list) else len(value)
+            for value in data.values()
+            if isinstance(value, (dict, list))
+        )
+    return 0
+
+
+def load_json(body: bytes):
+    """Parse JSON with orjson; fall back to the exact parser when the fast one cannot be trusted.
+
+    orjson keeps the last of duplicated keys silently, so the number of `":` in the body is
+    compared with the keys parsed: any difference (a duplicate, a nested object, a `":` inside a
+    string, a key followed by spaces) sends the body through the exact parser instead.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _load_json_strictly(body)
+    if body.count(b'":') != _flat_key_count(data) or _SPACED_KEY.search(body):
+        return _load_json_strictly(body)
+    return data
+
+
+def _records_frame(rows: list, parsed: "ParsedInput") -> "ParsedInput":
+    """Fill `parsed` from a list of row objects; a row that is not an object becomes empty."""
+    if not all(type(row) is dict for row in rows):
+        for index, row in enumerate(rows):
+            if type(row) is not dict:
+                parsed.row_errors.append(
+                    {
+                        "row": index,
+                        "field": None,
+                        "code": "invalid_row",
+                        "message": f"row {index}: expected an object of features, "
+                        f"got {_json_type(row)}",
+                    }
+                )
+        rows = [row if type(row) is dict else {} for row in rows]
+    parsed.frame = pd.DataFrame(rows) if rows else pd.DataFrame()
+    if sum(map(len, rows)) != len(rows) * parsed.frame.shape[1]:
+        # Some rows lack some keys: remember which, so "missing" differs from an explicit null.
+        for column in parsed.frame.columns:
+            mask = np.fromiter((column not in row for row in rows), dtype=bool, count=len(rows))
+            if mask.any():
+                parsed.absent[column] = mask
+    return parsed
+
+
+def _split_frame(payload, where: str) -> pd.DataFrame:
+    """A DataFrame from the columnar form {"columns": [...], "data": [[...], ...]}."""
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"{where} must be an object with 'columns' and 'data'.")
+    columns, data = payload.get("columns"), payload.get("data")
+    if not isinstance(columns, list) or not all(isinstance(name, str) for name in columns):
+        raise InvalidInput(f"{where}: 'columns' must be a list of feature names.")
+    if len(set(columns)) != len(columns):
+        raise InvalidInput(f"{where}: 'columns' names a feature twice.")
+    if not isinstance(data, list):
+        raise InvalidInput(f"{where}: 'data' must be a list of rows (lists of values).")
+    bad = next(
+        (i for i, row in enumerate(data) if type(row) is not list or len(row) != len(columns)),
+        None,
+    )
+    if bad is not None:
+        raise InvalidInput(
+            f"{where}: row {bad} of 'data' must be a list of {len(columns)} values, one per column."
+        )
+    return pd.DataFrame(data, columns=columns) if data else pd.DataFrame(columns=columns)
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
+def _option(envelope: dict, name: str) -> bool:
+    value = envelope.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"'{name}' must be true or false.")
+    return value
+
+
+def read_json_value(data) -> ParsedInput:
+    """Recognise the request form of a parsed JSON value and build its rows."""
+    if isinstance(data, list):
+        return _records_frame(data, ParsedInput(form=BATCH))
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            "Expected a JSON object (one row) or an array of objects (rows), "
+            f"got {_json_type(data)}."
+        )
+    if not data.keys() & ENVELOPE_KEYS - {"return_probabilities", "params"}:
+        return ParsedInput(pd.DataFrame([data]), SINGLE)
+    probabilities = _option(data, "return_probabilities")
+    forms = [key for key in ("inputs", "columns", "dataframe_records", "dataframe_split",
+                             "instances") if key in data]  # fmt: skip
+    if len(forms) != 1 or (forms == ["columns"]) != ("data" in data):
+        raise InvalidInput(
+            "Send exactly one of 'inputs', 'columns' with 'data', 'dataframe_records', "
+            "'dataframe_split' or 'instances'."
+        )
+    form = forms[0]
+    parsed = ParsedInput(form=MLFLOW, return_probabilities=probabilities)
+    if form == "columns":
+        parsed.frame, parsed.form = _split_frame(data, "The body"), BATCH
+    elif form == "dataframe_split":
+        parsed.frame = _split_frame(data[form], "'dataframe_split'")
+    elif form == "inputs" and isinstance(data[form], dict):
+        parsed.frame, parsed.form = pd.DataFrame([data[form]]), SINGLE
+    elif isinstance(data[form], list):
+        parsed.form = BATCH if form == "inputs" else MLFLOW
+        _records_frame(data[form], parsed)
+    else:
+        raise InvalidInput(f"'{form}' must be a list of row objects.")
+    return parsed
+
+
+def read_json(body: bytes, charset: str | None = None) -> ParsedInput:
+    """One JSON document in any of the request forms."""
+    return read_json_value(load_json(body))
+
+
+def read_json_lines(body: bytes, charset: str | None = None) -> ParsedInput:
+    """JSON lines: one row object per line, blank lines skipped."""
+    rows = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(load_json(line))
+            except InvalidInput as exc:
+                raise type(exc)(f"JSON lines, line {number}: {exc.detail}") from None
+    return _records_frame(rows, ParsedInput(form=BATCH))
+
+
+# --- CSV and Parquet --------------------------------------------------------------------------
+
+
+def _csv_text(body: bytes, charset: str | None) -> str:
+    encoding = charset or "utf-8"
+    try:
+        text = body.decode(
+            "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
+        )
+    except LookupError:
+        raise UnsupportedFormat(f"Unknown charset {encoding[:40]!r}.") from None
+    except UnicodeDecodeError as exc:
+        raise MalformedRequest(
+            f"The CSV body is not valid {encoding} (byte {exc.start}); send UTF-8, or name the "
+            "encoding in the Content-Type, e.g. 'text/csv; charset=latin-1'."
+        ) from None
+    return text
+
+
+def read_csv(body: bytes, charset: str | None = None) -> ParsedInput:
+    """A CSV with a header row; the delimiter (`,` `;` tab `|`) is the header's most common."""
+    text = _csv_text(body, charset)
+    header = text.split("\n", 1)[0]
+    delimiter = max(CSV_DELIMITERS, key=header.count)
+    names = [name.strip().strip('"') for name in header.rstrip("\r").split(delimiter)]
+    if not header.strip():
+        raise EmptyInput(
+            "The CSV body is empty: it needs a header row and at least one row."
+        ) from None
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise MalformedRequest(
+            f"The CSV header repeats the column(s) {', '.join(duplicated)[:200]}."
+        )
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True)
+    except pd.errors.ParserError as exc:
+        raise MalformedRequest(f"The CSV body cannot be read: {str(exc).strip()[:200]}") from None
+    except pd.errors.EmptyDataError:
+        raise EmptyInput(
+            "The CSV body is empty: it needs a header row and at least one row."
+        ) from None
+    return ParsedInput(frame, BATCH, text_numbers=True)
+
+
+def read_parquet(body: bytes, charset: str | None = None) -> ParsedInput:
+    """A Parquet file; each column is read with its own type."""
+    try:
+        frame = pq.read_table(pa.BufferReader(body)).to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise MalformedRequest(
+            f"The body is not a readable Parquet file: {str(exc)[:200]}"
+        ) from None
+    return ParsedInput(frame, BATCH)
+
+
+# --- Dispatch ---------------------------------------------------------------------------------
+
+PARSERS = {
+    "application/json": read_json,
+    "text/json": read_json,
+    "application/x-ndjson": read_json_lines,
+    "application/jsonl": read_json_lines,
+    "application/jsonlines": read_json_lines,
+    "application/json-lines": read_json_lines,
+    "text/csv": read_csv,
+    "application/csv": read_csv,
+    "application/vnd.apache.parquet": read_parquet,
+    "application/parquet": read_parquet,
+    "application/x-parquet": read_parquet,
+}
+# A file in a multipart upload is recognised by its name when its own type says nothing.
+EXTENSIONS = {
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".ndjson": "application/x-ndjson",
+    ".csv": "text/csv",
+    ".parquet": "application/vnd.apache.parquet",
+    ".pq": "application/vnd.apache.parquet",
+}
+SUPPORTED_TYPES = (
+    "application/json, application/x-ndjson, text/csv, application/vnd.apache.parquet, "
+    "or multipart/form-data with a file in the field 'file'"
+)
+
+
+def media_type(content_type: str) -> tuple[str, dict]:
+    """The bare media type (lower case) and its parameters."""
+    kind, params = parse_header_parameters(content_type or "")
+    return kind.strip().lower(), params
+
+
+def parse_body(body: bytes, content_type: str) -> ParsedInput:
+    """Read a body sent with `content_type` (any +json type counts as JSON)."""
+    kind, params = media_type(content_type)
+    if kind.endswith("+json"):
+        kind = "application/json"
+    parser = PARSERS.get(kind)
+    if parser is None:
+        shown = f"'{kind[:80]}'" if kind else "no Content-Type"
+        raise UnsupportedFormat(f"Cannot read a body sent with {shown}; send {SUPPORTED_TYPES}.")
+    if not body:
+        raise EmptyInput("The body is empty: send at least one row.")
+    return parser(body, params.get("charset"))
+
+
+def file_media_type(name: str, content_type: str) -> str:
+    """The media type of an uploaded file: its own when we know it, otherwise from its name."""
+    kind, _ = media_type(content_type)
+    if kind in PARSERS or kind.endswith("+json"):
+        return content_type
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix in EXTENSIONS:
+        return EXTENSIONS[suffix]
+    raise UnsupportedFormat(
+        f"Cannot tell the format of the file {name[:80]!r}: name it .csv, .json, .jsonl or "
+        ".parquet, or send it with its Content-Type."
+    )
+
+
+def _too_large(size: int) -> InputTooLarge:
+    limit = settings.PREDICT_SYNC_MAX_BYTES
+    return InputTooLarge(
+        f"The input is {size} bytes; a synchronous prediction takes at most {limit} bytes "
+        "(PREDICT_SYNC_MAX_BYTES). Split it into several requests; background jobs for large "
+        "inputs are not available yet."
+    )
+
+
+def parse_request(request) -> ParsedInput:
+    """The rows of a predict request: its body, or the file in the multipart field `file`.
+
+    Sizes are checked before anything is read or parsed.
+    """
+    limit = settings.PREDICT_SYNC_MAX_BYTES
+    kind, _ = media_type(request.content_type)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    # A multipart body carries its boundaries and part headers around the file.
+    if declared > limit + (MULTIPART_OVERHEAD_BYTES if kind == "multipart/form-data" else 0):
+        raise _too_large(declared)
+    if kind == "multipart/form-data":
+        files = request.FILES.getlist("file")
+        if len(files) != 1:
+            raise InvalidInput("Send exactly one file in the multipart field 'file'.")
+        upload = files[0]
+        if upload.size > limit:
+            raise _too_large(upload.size)
+        return parse_body(upload.read(), file_media_type(upload.name, upload.content_type or ""))
+    body = request.body
+    if len(body) > limit:
+        raise _too_large(len(body))
+    return parse_body(body, request.content_type)

@@ -1,0 +1,73 @@
+"""Predict request and response bodies.
+
+The response is built by `prediction_body` (a dict, rendered by orjson): a DRF serializer per
+row would cost more than the prediction. The serializers below describe the same shapes for
+the OpenAPI schema; tests check that the two agree.
+"""
+
+from rest_framework import serializers
+
+from .parsers import SINGLE, ParsedInput
+from .services import Prediction
+
+
+def prediction_body(result: Prediction, parsed: ParsedInput, request_id: str | None) -> dict:
+    """The answer to a predict request: one value for the single-row forms, a list otherwise."""
+    body = {"model": result.version.registered_model.name, "version": result.version.number}
+    if parsed.form == SINGLE:
+        body["prediction"] = result.predictions[0]
+        if result.probabilities is not None:
+            body["probabilities"] = result.probabilities[0]
+    else:
+        body["predictions"] = result.predictions
+        if result.probabilities is not None:
+            body["probabilities"] = result.probabilities
+    body.update(
+        errors=result.errors,
+        rows=result.rows,
+        rows_failed=result.rows_failed,
+        ignored_fields=result.ignored_fields,
+        request_id=request_id,
+    )
+    return body
+
+
+class RowErrorOutput(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Position of the row in the request, from 0.")
+    field = serializers.CharField(allow_null=True, help_text="The feature, or null for the row.")
+    code = serializers.ChoiceField(
+        choices=[
+            "missing",
+            "null",
+            "wrong_type",
+            "not_finite",
+            "unknown_category",
+            "too_long",
+            "invalid_row",
+        ]
+    )
+    message = serializers.CharField()
+
+
+class PredictOutput(serializers.Serializer):
+    model = serializers.CharField()
+    version = serializers.IntegerField(help_text="The version that scored every row.")
+    prediction = serializers.JSONField(
+        required=False, help_text="Single-row forms: the prediction (null when the row failed)."
+    )
+    predictions = serializers.ListField(
+        child=serializers.JSONField(allow_null=True),
+        required=False,
+        help_text="Batch and MLflow forms: one prediction per row, null for a failed row.",
+    )
+    probabilities = serializers.JSONField(
+        required=False,
+        help_text="Classifiers with return_probabilities: {class: probability} per row.",
+    )
+    errors = RowErrorOutput(many=True)
+    rows = serializers.IntegerField()
+    rows_failed = serializers.IntegerField()
+    ignored_fields = serializers.ListField(
+        child=serializers.CharField(), help_text="Fields sent that the model does not use."
+    )
+    request_id = serializers.CharField()

@@ -1,0 +1,120 @@
+"""Scoring: resolve the version, check the rows, predict the good ones in chunks."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+
+from modelregistry import loader
+from modelregistry.errors import ModelUnavailable
+from modelregistry.models import ModelVersion, VersionStatus
+
+from . import validation
+from .errors import EmptyInput, InputTooLarge, InvalidInput
+from .parsers import ParsedInput
+
+RETRY_AFTER_SECONDS = 30
+
+
+@dataclass
+class Prediction:
+    """What one request was scored with and what came out, row by row (None for a bad row)."""
+
+    version: ModelVersion
+    predictions: list
+    probabilities: list | None
+    errors: list[dict]
+    ignored_fields: list[str]
+    rows: int
+
+    @property
+    def rows_failed(self) -> int:
+        return len({error["row"] for error in self.errors})
+
+
+def _servable_version(model_name: str, number: int | None) -> ModelVersion:
+    version = loader.resolve_version(model_name, number)
+    if version.status != VersionStatus.READY:
+        raise ModelUnavailable(
+            f"{version} cannot serve: it is {version.status} ({version.status_reason}).",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return version
+
+
+def _check_size(rows: int) -> None:
+    if rows == 0:
+        raise EmptyInput("The request has no rows: send at least one.")
+    limit = settings.PREDICT_SYNC_MAX_ROWS
+    if rows > limit:
+        raise InputTooLarge(
+            f"The request has {rows} rows; a synchronous prediction takes at most {limit} "
+            "(PREDICT_SYNC_MAX_ROWS). Split the rows into several requests; background jobs "
+            "for large inputs are not available yet."
+        )
+
+
+def _predict_in_chunks(method, features: pd.DataFrame) -> np.ndarray:
+    size = settings.PREDICT_CHUNK_ROWS
+    if len(features) <= size:
+        return np.asarray(method(features))
+    parts = [method(features.iloc[start : start + size]) for start in range(0, len(features), size)]
+    return np.concatenate(parts)
+
+
+def _spread(values: list, good_rows: np.ndarray, rows: int) -> list:
+    """Values of the good rows placed at their positions, None at the bad ones."""
+    if len(good_rows) == rows:
+        return values
+    spread = np.full(rows, None, dtype=object)
+    spread[good_rows] = np.asarray(values + [None], dtype=object)[:-1]
+    return spread.tolist()
+
+
+def predict(
+    *,
+    model_name: str,
+    parsed: ParsedInput,
+    number: int | None = None,
+    return_probabilities: bool = False,
+) -> Prediction:
+    """Score the parsed rows with the model's default version (or version `number`)."""
+    version = _servable_version(model_name, number)
+    _check_size(len(parsed.frame))
+    output = version.output_info
+    if return_probabilities and not output.get("has_probabilities"):
+        raise InvalidInput(
+            f"{version} is a {output['task']} model without probabilities; "
+            "drop 'return_probabilities'."
+        )
+    estimator = loader.get_predictor(version)
+    checked = validation.check_rows(
+        parsed.frame,
+        version.input_schema,
+        max_string_length=settings.PREDICT_MAX_STRING_LENGTH,
+        text_numbers=parsed.text_numbers,
+        failed_rows=parsed.row_errors,
+        absent=parsed.absent,
+    )
+    predictions, probabilities = [], None
+    if len(checked.good_rows):
+        predictions = _predict_in_chunks(estimator.predict, checked.features).tolist()
+    if return_probabilities:
+        keys = [str(label) for label in output["classes"]]
+        table = (
+            _predict_in_chunks(estimator.predict_proba, checked.features).tolist()
+            if len(checked.good_rows)
+            else []
+        )
+        probabilities = _spread(
+            [dict(zip(keys, row, strict=True)) for row in table], checked.good_rows, checked.rows
+        )
+    return Prediction(
+        version=version,
+        predictions=_spread(predictions, checked.good_rows, checked.rows),
+        probabilities=probabilities,
+        errors=checked.errors,
+        ignored_fields=checked.ignored_fields,
+        rows=checked.rows,
+    )

@@ -1,0 +1,158 @@
+"""Check rows against a version's input schema, column by column with pandas.
+
+A bad value fails its row only: the result keeps the good rows (schema columns, in the
+estimator's order, numbers as float64) and one error per bad (row, field). Loops run over bad
+rows only, to write their messages.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from modelregistry.schema import UNKNOWN_TOLERANT
+
+NUMBER_TYPES = (int, float, np.integer, np.floating)
+SHOWN_VALUE_CHARS = 40
+
+
+@dataclass
+class CheckedRows:
+    """The good rows ready for `predict`, where they came from, and what was wrong."""
+
+    features: pd.DataFrame
+    good_rows: np.ndarray  # positions of `features`' rows in the request
+    errors: list[dict]
+    ignored_fields: list[str]
+    rows: int
+
+
+def _shown(value) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, NUMBER_TYPES) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_number(series: pd.Series, *, text_numbers: bool):
+    """(float64 values, [(mask, code, message)]) for a numeric feature."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return pd.Series(np.nan, index=series.index), [
+            (series.notna().to_numpy(), "wrong_type", "expected a number, got a boolean")
+        ]
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return series.astype("float64"), []
+    is_null = series.isna().to_numpy()
+    is_number = series.map(_is_number, na_action="ignore").fillna(False).to_numpy(dtype=bool)
+    usable = is_number.copy()
+    if text_numbers:
+        # CSV: text that reads as a number is one ("3.5"); anything else is a wrong type.
+        coerced = pd.to_numeric(series.where(~is_number & ~is_null), errors="coerce")
+        usable |= coerced.notna().to_numpy()
+    values = pd.to_numeric(series.where(usable), errors="coerce").astype("float64")
+    wrong = ~usable & ~is_null
+    return values, [(wrong, "wrong_type", "expected a number")]
+
+
+def _check_string(series: pd.Series, feature: dict, *, max_length: int):
+    """(values, [(mask, code, message)]) for a text feature."""
+    is_null = series.isna().to_numpy()
+    if pd.api.types.is_string_dtype(series.dtype) and series.dtype != object:
+        is_text = ~is_null
+    else:
+        is_text = series.map(type, na_action="ignore").eq(str).to_numpy()
+    wrong = ~is_text & ~is_null
+    texts = series.where(is_text)
+    too_long = (texts.str.len() > max_length).fillna(False).to_numpy(dtype=bool)
+    problems = [
+        (wrong, "wrong_type", "expected a string"),
+        (too_long, "too_long", f"longer than {max_length} characters"),
+    ]
+    return texts.astype(object), problems
+
+
+def _unknown_category(values: pd.Series, feature: dict):
+    """A mask of known-type values outside the encoder's categories (when it cannot take one)."""
+    levels = feature.get("categories")
+    if not levels or feature.get("handle_unknown", "error") in UNKNOWN_TOLERANT:
+        return None
+    unknown = (~values.isin(levels) & values.notna()).to_numpy()
+    shown = ", ".join(str(level) for level in levels[:20]) + (", ..." if len(levels) > 20 else "")
+    return unknown, "unknown_category", f"not one of the known categories ({shown})"
+
+
+def check_rows(
+    frame: pd.DataFrame,
+    schema: dict,
+    *,
+    max_string_length: int,
+    text_numbers: bool = False,
+    failed_rows: list[dict] = (),
+    absent: dict[str, np.ndarray] | None = None,
+) -> CheckedRows:
+    """Validate every feature of every row.
+
+    `failed_rows` are errors found while parsing; `absent` maps a column to the rows that lacked
+    it (a column not in `frame` at all is absent from every row). An absent feature is always an
+    error; an explicit null only where the model cannot take one.
+    """
+    absent = absent or {}
+    rows = len(frame)
+    names = [feature["name"] for feature in schema["features"]]
+    known = set(names)
+    ignored = [str(column) for column in frame.columns if column not in known]
+    row_bad = np.zeros(rows, dtype=bool)
+    for error in failed_rows:
+        row_bad[error["row"]] = True
+    already_bad = row_bad.copy()
+    found: list[tuple[int, int, dict]] = [(e["row"], -1, e) for e in failed_rows]
+    columns = {}
+    for position, feature in enumerate(schema["features"]):
+        name = feature["name"]
+        if name in frame.columns:
+            series = frame[name].reset_index(drop=True)
+            is_absent = absent.get(name, np.zeros(rows, dtype=bool))
+        else:
+            series = pd.Series([None] * rows, dtype=object)
+            is_absent = np.ones(rows, dtype=bool)
+        if feature["type"] == "number":
+            values, problems = _check_number(series, text_numbers=text_numbers)
+            finite = np.isfinite(values.to_numpy()) | values.isna().to_numpy()
+            problems.append((~finite, "not_finite", "not a finite number"))
+        else:
+            values, problems = _check_string(series, feature, max_length=max_string_length)
+        unknown = _unknown_category(values, feature)
+        if unknown is not None:
+            problems.append(unknown)
+        if not feature.get("nullable", False):
+            is_null = series.isna().to_numpy() & ~is_absent
+            problems.insert(0, (is_null, "null", "null, and the model needs a value"))
+        problems.insert(0, (is_absent, "missing", "missing"))
+        field_bad = already_bad.copy()
+        for mask, code, message in problems:
+            for row in np.flatnonzero(mask & ~field_bad).tolist():
+                value = "" if code in ("missing", "null") else f" ({_shown(series.iat[row])})"
+                error = {
+                    "row": row,
+                    "field": name,
+                    "code": code,
+                    "message": f"row {row}, '{name}': {message}{value}",
+                }
+                found.append((row, position, error))
+            field_bad |= mask
+        row_bad |= field_bad
+        columns[name] = values
+    good_rows = np.flatnonzero(~row_bad)
+    features = pd.DataFrame(columns)
+    if row_bad.any():
+        features = features.iloc[good_rows].reset_index(drop=True)
+    found.sort(key=lambda item: (item[0], item[1]))
+    return CheckedRows(
+        features=features,
+        good_rows=good_rows,
+        errors=[error for _, _, error in found],
+        ignored_fields=ignored,
+        rows=rows,
+    )
