@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from . import parsers, services
 from .errors import problem, problem_response
+from .openapi import predict_schema
 from .permissions import PredictPermission
 from .serializers import prediction_body
 from .throttles import PredictThrottle
@@ -22,6 +23,7 @@ class PredictView(APIView):
     permission_classes = [PredictPermission]
     throttle_classes = [PredictThrottle]
 
+    @predict_schema
     def post(self, request, name, number=None):
         parsed = parsers.parse_request(request)
         asked = request.query_params.get("probabilities", "").lower() in TRUE_VALUES

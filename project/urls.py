@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from predictions import views as prediction_views
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", include("modelregistry.urls")),
     path("api/v1/", include("predictions.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", prediction_views.health, name="health"),
 ]
 

@@ -1,0 +1,99 @@
+"""Predictions as a client sees them: through nginx to two gunicorn instances."""
+
+import io
+import time
+
+import orjson
+import pytest
+from rest_framework.authtoken.models import Token
+
+from modelregistry import services as registry_services
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+URL = "/api/v1/models/house-prices/predict"
+SWAP_DEADLINE_SECONDS = 15
+
+
+@pytest.fixture
+def served(e2e_stack, house_artifact, house_sample, django_user_model):
+    """house-prices v1 promoted, and the headers of a staff client, visible to every process."""
+    version = registry_services.register_version(
+        model_name="house-prices",
+        artifact=house_artifact,
+        filename="house.skops",
+        sample=house_sample,
+    )
+    registry_services.set_default_version(version=version)
+    user = django_user_model.objects.create_user("e2e-staff", password="x", is_staff=True)
+    token = Token.objects.create(user=user)
+    return {"Authorization": f"Token {token.key}"}
+
+
+def post(stack, body, headers, content_type="application/json", path=URL, **kwargs):
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return stack.request(
+        "POST", path, body=data, headers={**headers, "Content-Type": content_type}, **kwargs
+    )
+
+
+def test_json_csv_and_parquet_through_nginx_equal_the_models_predict(
+    e2e_stack, served, house_model, house_rows
+):
+    expected = house_model.predict(house_rows).tolist()
+    parquet = io.BytesIO()
+    house_rows.to_parquet(parquet)
+    bodies = [
+        (orjson.dumps({"inputs": house_rows.to_dict("records")}), "application/json"),
+        (house_rows.to_csv(index=False).encode(), "text/csv"),
+        (parquet.getvalue(), "application/vnd.apache.parquet"),
+    ]
+    for body, content_type in bodies:
+        response = post(e2e_stack, body, served, content_type)
+        assert response.status == 200, response.body[:500]
+        assert response.json()["predictions"] == pytest.approx(expected)
+        assert response.json()["version"] == 1
+
+
+def test_request_id_from_the_client_is_in_header_and_body(e2e_stack, served, house_rows):
+    headers = {**served, "X-Request-ID": "client-req.42"}
+    response = post(e2e_stack, house_rows.iloc[0].to_dict(), headers)
+    assert response.status == 200
+    assert response.headers["X-Request-ID"] == "client-req.42"
+    assert response.json()["request_id"] == "client-req.42"
+
+
+def test_bad_input_through_nginx_is_problem_json(e2e_stack, served):
+    response = post(e2e_stack, b'{"inputs": [', served)
+    assert response.status == 400
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "malformed_request"
+    missing_token = post(e2e_stack, {"inputs": {}}, {})
+    assert missing_token.status == 401
+    assert missing_token.json()["code"] == "not_authenticated"
+
+
+def test_promotion_reaches_both_instances_without_a_failed_request(
+    e2e_stack, served, house_artifact, house_rows
+):
+    v2 = registry_services.register_version(
+        model_name="house-prices", artifact=house_artifact, filename="house-v2.skops"
+    )
+    row = house_rows.iloc[0].to_dict()
+    for base_url in e2e_stack.instance_urls:  # both instances have v1 loaded
+        assert post(e2e_stack, row, served, base_url=base_url).json()["version"] == 1
+    promoted = e2e_stack.request(
+        "POST", f"/api/v1/models/house-prices/versions/{v2.number}/promote", headers=served
+    )
+    assert promoted.status == 200, promoted.body
+    seen = {url: [] for url in e2e_stack.instance_urls}
+    deadline = time.monotonic() + SWAP_DEADLINE_SECONDS
+    while time.monotonic() < deadline and not all(v and v[-1] == 2 for v in seen.values()):
+        for base_url in e2e_stack.instance_urls:
+            response = post(e2e_stack, row, served, base_url=base_url)
+            assert response.status == 200, response.body
+            seen[base_url].append(response.json()["version"])
+    for versions in seen.values():
+        assert versions[-1] == 2
+        # Once an instance has switched it never goes back to the old version.
+        assert versions == sorted(versions)
