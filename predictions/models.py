@@ -1,0 +1,81 @@
+"""Our own record of background prediction jobs (RQ's results expire; this row does not)."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from modelregistry.models import ModelVersion
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class InputFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    JSONL = "jsonl", "JSON lines"
+    JSON = "json", "JSON"
+    PARQUET = "parquet", "Parquet"
+
+
+class PredictionJob(models.Model):
+    """One file scored in the background, with the version pinned when it was submitted.
+
+    Its files live under MEDIA_ROOT/jobs/<id>/: the input, then `result.parquet` and
+    `errors.csv`, each renamed into place only when complete.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    input_name = models.CharField(max_length=255, help_text="The file name the client sent.")
+    input_format = models.CharField(max_length=10, choices=InputFormat.choices)
+    input_charset = models.CharField(max_length=40, blank=True)
+    input_bytes = models.BigIntegerField()
+    id_column = models.CharField(
+        max_length=200, blank=True, help_text="An input column copied into the results."
+    )
+    rows_total = models.BigIntegerField(null=True, blank=True)
+    rows_done = models.BigIntegerField(default=0)
+    rows_failed = models.BigIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(null=True, blank=True)
+    chunks_done = models.PositiveIntegerField(default=0)
+    failure_reason = models.TextField(blank=True)
+    has_results = models.BooleanField(default=False)
+    plan = models.JSONField(default=dict, blank=True, help_text="Chunk byte or row ranges.")
+    rq_job_ids = models.JSONField(default=list, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def progress(self) -> float:
+        """Share of rows done, from 0 to 1 (0 until the rows are counted)."""
+        if self.status == JobStatus.SUCCEEDED:
+            return 1.0
+        if not self.rows_total:
+            return 0.0
+        return min(1.0, self.rows_done / self.rows_total)

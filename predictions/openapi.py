@@ -5,7 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from .serializers import PredictOutput
+from .serializers import JobOutput, PredictOutput
 
 ROW = {
     "med_inc": 3.2,
@@ -47,11 +47,15 @@ ERROR_RESPONSES = {
     404: _problem("`model_not_found`, `version_not_found`."),
     409: _problem("`no_default_version`: promote a version first, or pin one in the URL."),
     413: _problem(
-        "`input_too_large`: over PREDICT_SYNC_MAX_BYTES (8 MB) or PREDICT_SYNC_MAX_ROWS (10,000)."
+        "`input_too_large`: over MAX_UPLOAD_BYTES (2 GiB), or a JSON document over "
+        "JOB_MAX_JSON_BYTES (send JSON lines, CSV or Parquet instead)."
     ),
     415: _problem("`unsupported_format`: a Content-Type or file type we cannot read."),
     429: _problem("`throttled`: over PREDICT_THROTTLE_RATE for this token; see Retry-After."),
-    503: _problem("`model_unavailable`: the version failed or cannot load; see Retry-After."),
+    503: _problem(
+        "`model_unavailable` (the version failed or cannot load) or `queue_unavailable` (the job "
+        "queue is down; nothing was stored); see Retry-After."
+    ),
 }
 
 EXAMPLES = [
@@ -160,10 +164,46 @@ predict_schema = extend_schema(
     },
     responses={
         200: PredictOutput,
+        202: OpenApiResponse(
+            JobOutput,
+            description="Over PREDICT_SYNC_MAX_BYTES or PREDICT_SYNC_MAX_ROWS: a background job "
+            "(its URL in `Location`).",
+        ),
         422: OpenApiResponse(
             PredictOutput, description="No row could be scored: code `no_valid_rows`."
         ),
         **ERROR_RESPONSES,
     },
     examples=EXAMPLES,
+)
+
+
+job_schema = extend_schema(
+    summary="Submit a job",
+    description=(
+        "Score a file in the background, whatever its size (up to MAX_UPLOAD_BYTES): "
+        "multipart `file`, or a raw CSV, JSON lines, Parquet or JSON body. The version is "
+        "pinned now. Answers 202 with the job and its URL in `Location`; follow the job at "
+        "`/api/v1/jobs/{id}/`. `id_column` (query or form field) names an input column copied "
+        "into the results. The predict endpoint does the same for inputs over "
+        "PREDICT_SYNC_MAX_BYTES or PREDICT_SYNC_MAX_ROWS."
+    ),
+    parameters=[
+        OpenApiParameter("id_column", OpenApiTypes.STR, description="Input column to keep.")
+    ],
+    request={
+        "text/csv": OpenApiTypes.STR,
+        "application/x-ndjson": OpenApiTypes.STR,
+        "application/vnd.apache.parquet": OpenApiTypes.BINARY,
+        "application/json": OpenApiTypes.OBJECT,
+        "multipart/form-data": {
+            "type": "object",
+            "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "id_column": {"type": "string"},
+            },
+            "required": ["file"],
+        },
+    },
+    responses={202: JobOutput, **ERROR_RESPONSES},
 )

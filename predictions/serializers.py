@@ -5,8 +5,10 @@ row would cost more than the prediction. The serializers below describe the same
 the OpenAPI schema; tests check that the two agree.
 """
 
+from django.urls import reverse
 from rest_framework import serializers
 
+from .models import JobStatus, PredictionJob
 from .parsers import SINGLE, ParsedInput
 from .services import Prediction
 
@@ -71,3 +73,59 @@ class PredictOutput(serializers.Serializer):
         child=serializers.CharField(), help_text="Fields sent that the model does not use."
     )
     request_id = serializers.CharField()
+
+
+class JobOutput(serializers.ModelSerializer):
+    """A job's state, counts, timings and links."""
+
+    model = serializers.CharField(source="version.registered_model.name")
+    version = serializers.IntegerField(source="version.number")
+    progress = serializers.FloatField()
+    owner = serializers.CharField(source="owner.username", default=None)
+    url = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PredictionJob
+        fields = [
+            "id",
+            "url",
+            "model",
+            "version",
+            "status",
+            "progress",
+            "rows_total",
+            "rows_done",
+            "rows_failed",
+            "input_name",
+            "input_format",
+            "input_bytes",
+            "id_column",
+            "failure_reason",
+            "owner",
+            "request_id",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "links",
+        ]
+
+    def _url(self, name: str, job: PredictionJob) -> str:
+        return reverse(name, args=[job.id])
+
+    def get_url(self, job: PredictionJob) -> str:
+        return self._url("job-detail", job)
+
+    def get_links(self, job: PredictionJob) -> dict:
+        links = {"self": self._url("job-detail", job), "cancel": None}
+        if not job.is_finished:
+            links["cancel"] = self._url("job-cancel", job)
+        if job.status == JobStatus.SUCCEEDED and job.has_results:
+            download = self._url("job-download", job)
+            links.update(
+                results=self._url("job-results", job),
+                download_csv=f"{download}?format=csv",
+                download_parquet=f"{download}?format=parquet",
+                errors=self._url("job-errors", job),
+            )
+        return links

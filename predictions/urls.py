@@ -9,4 +9,15 @@ urlpatterns = [
         views.PredictView.as_view(),
         name="version-predict",
     ),
+    path("models/<str:name>/jobs", views.JobCreateView.as_view(), name="job-create"),
+    path(
+        "models/<str:name>/versions/<int:number>/jobs",
+        views.JobCreateView.as_view(),
+        name="version-job-create",
+    ),
+    path("jobs/<uuid:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<uuid:job_id>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<uuid:job_id>/results/", views.JobResultsView.as_view(), name="job-results"),
+    path("jobs/<uuid:job_id>/download", views.JobDownloadView.as_view(), name="job-download"),
+    path("jobs/<uuid:job_id>/errors", views.JobErrorsView.as_view(), name="job-errors"),
 ]

@@ -1,35 +1,65 @@
-"""Prediction endpoints, health, and the JSON pages for Django's own errors."""
+"""Prediction and job endpoints, health, and the JSON pages for Django's own errors."""
 
-from django.http import JsonResponse
+from django.conf import settings
+from django.http import FileResponse, JsonResponse, StreamingHttpResponse
+from django.urls import reverse
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import parsers, services
-from .errors import problem, problem_response
-from .openapi import predict_schema
+from . import jobfiles, services, uploads
+from .errors import InvalidInput, JobNotFound, ResultsNotReady, problem, problem_response
+from .models import JobStatus, PredictionJob
+from .openapi import job_schema, predict_schema
 from .permissions import PredictPermission
-from .serializers import prediction_body
+from .serializers import JobOutput, prediction_body
 from .throttles import PredictThrottle
 
 TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
-class PredictView(APIView):
-    """Score rows with a model's default version, or with the version in the URL."""
-
-    # Only multipart goes through DRF's parsers; every other body is read by parsers.py.
+class PredictionView(APIView):
+    # Only multipart goes through DRF's parsers; every other body is read by uploads.py.
     parser_classes = [MultiPartParser]
     permission_classes = [PredictPermission]
     throttle_classes = [PredictThrottle]
 
+
+def _job_accepted(request, job: PredictionJob) -> Response:
+    body = JobOutput(job, context={"request": request}).data
+    return Response(body, status=202, headers={"Location": body["url"]})
+
+
+def _id_column(request) -> str:
+    """An input column to copy into the results: `?id_column=` or a multipart form field."""
+    value = request.query_params.get("id_column", "")
+    if not value and request.content_type.startswith("multipart/form-data"):
+        value = request.POST.get("id_column", "")
+    if len(value) > 200:
+        raise InvalidInput("'id_column' is longer than 200 characters.")
+    return value
+
+
+class PredictView(PredictionView):
+    """Score rows with a model's default version, or with the version in the URL."""
+
     @predict_schema
     def post(self, request, name, number=None):
-        parsed = parsers.parse_request(request)
+        version = services.servable_version(name, number)
+        received = uploads.receive(request)
+        if received.job_input is not None:
+            job = services.submit_job(
+                version=version,
+                job_input=received.job_input,
+                owner=request.user,
+                request_id=request.request_id,
+                id_column=_id_column(request),
+            )
+            return _job_accepted(request, job)
+        parsed = received.parsed
         asked = request.query_params.get("probabilities", "").lower() in TRUE_VALUES
         result = services.predict(
-            model_name=name,
-            number=number,
+            version=version,
             parsed=parsed,
             return_probabilities=parsed.return_probabilities or asked,
         )
@@ -37,6 +67,23 @@ class PredictView(APIView):
         if result.rows_failed < result.rows:
             return Response(body)
         return Response(_all_rows_failed(body, request), status=422)
+
+
+class JobCreateView(PredictionView):
+    """Score a file in the background, whatever its size."""
+
+    @job_schema
+    def post(self, request, name, number=None):
+        version = services.servable_version(name, number)
+        received = uploads.receive(request, as_job=True)
+        job = services.submit_job(
+            version=version,
+            job_input=received.job_input,
+            owner=request.user,
+            request_id=request.request_id,
+            id_column=_id_column(request),
+        )
+        return _job_accepted(request, job)
 
 
 def _all_rows_failed(body: dict, request) -> dict:
@@ -49,6 +96,103 @@ def _all_rows_failed(body: dict, request) -> dict:
         request=request,
     )
     return {**summary, **body}
+
+
+def get_job(request, job_id) -> PredictionJob:
+    """A job its owner (or staff) may see; anyone else gets the same 404 as for no job."""
+    jobs = PredictionJob.objects.select_related("version__registered_model", "owner")
+    if not request.user.is_staff:
+        jobs = jobs.filter(owner_id=request.user.pk)
+    job = jobs.filter(pk=job_id).first()
+    if job is None:
+        raise JobNotFound(f"No job {job_id} that you can see.")
+    return job
+
+
+def _finished_results(request, job_id) -> PredictionJob:
+    job = get_job(request, job_id)
+    if job.status != JobStatus.SUCCEEDED or not job.has_results:
+        raise ResultsNotReady(f"The job is {job.status}; results come when it has succeeded.")
+    return job
+
+
+class JobDetailView(APIView):
+    def get(self, request, job_id):
+        job = services.refresh_job(get_job(request, job_id))
+        return Response(JobOutput(job, context={"request": request}).data)
+
+
+class JobCancelView(APIView):
+    def post(self, request, job_id):
+        job = services.cancel_job(get_job(request, job_id))
+        return Response(JobOutput(job, context={"request": request}).data)
+
+
+class JobResultsView(APIView):
+    """Predictions page by page, each with its input row number."""
+
+    def get(self, request, job_id):
+        job = _finished_results(request, job_id)
+        after = _int_param(request, "cursor", -1, minimum=-1)
+        size = _int_param(
+            request, "page_size", settings.RESULTS_PAGE_SIZE, minimum=1,
+            maximum=settings.RESULTS_MAX_PAGE_SIZE,
+        )  # fmt: skip
+        rows = jobfiles.read_results_page(job.id, after=after, size=size)
+        url = reverse("job-results", args=[job.id])
+        has_more = bool(rows) and rows[-1]["row"] < job.rows_total - 1
+        following = f"{url}?cursor={rows[-1]['row']}&page_size={size}" if has_more else None
+        return Response({"results": rows, "next": following, "rows_total": job.rows_total})
+
+
+def _int_param(request, name: str, default: int, *, minimum: int, maximum=None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"'{name}' must be a whole number.") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"from {minimum}" + (f" to {maximum}" if maximum is not None else "")
+        raise InvalidInput(f"'{name}' must be {bound}.")
+    return value
+
+
+class JobDownloadView(APIView):
+    """The whole result as CSV or Parquet: row, prediction (and id)."""
+
+    def get(self, request, job_id):
+        job = _finished_results(request, job_id)
+        kind = request.query_params.get("format", "csv")
+        stem = f"{job.version.registered_model.name}-v{job.version.number}-{job.id}"
+        if kind == "parquet":
+            return FileResponse(
+                open(jobfiles.result_path(job.id), "rb"),
+                as_attachment=True,
+                filename=f"{stem}.parquet",
+                content_type="application/vnd.apache.parquet",
+            )
+        if kind != "csv":
+            raise InvalidInput("'format' must be csv or parquet.")
+        response = StreamingHttpResponse(
+            jobfiles.iter_result_csv(job.id), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{stem}.csv"'
+        return response
+
+
+class JobErrorsView(APIView):
+    """The per-row errors as CSV: row, field, code, message."""
+
+    def get(self, request, job_id):
+        job = _finished_results(request, job_id)
+        return FileResponse(
+            open(jobfiles.errors_path(job.id), "rb"),
+            as_attachment=True,
+            filename=f"{job.id}-errors.csv",
+            content_type="text/csv; charset=utf-8",
+        )
 
 
 def health(request):

@@ -172,7 +172,17 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
+# Enqueue at once: services save (and commit) the job row first, then enqueue, so a failed
+# enqueue can be undone and reported instead of being lost after the response.
+RQ = {"COMMIT_MODE": "auto"}
+RQ_QUEUES = {
+    "default": {
+        "URL": REDIS_URL,
+        "DEFAULT_TIMEOUT": 3600,
+        # Jobs carry only ids: JSON, never pickle (workers run with the same serializer).
+        "SERIALIZER": "rq.serializers.JSONSerializer",
+    }
+}
 
 # Model registry
 MODEL_CACHE_SIZE = env_int("MODEL_CACHE_SIZE", 8, minimum=1)
@@ -189,6 +199,15 @@ PREDICT_CHUNK_ROWS = env_int("PREDICT_CHUNK_ROWS", 5_000, minimum=1)
 PREDICT_MAX_STRING_LENGTH = env_int("PREDICT_MAX_STRING_LENGTH", 1_000, minimum=1)
 PREDICT_THROTTLE_RATE = env_str("PREDICT_THROTTLE_RATE", "") or None
 MODELPORT_PUBLIC_PREDICTIONS = env_bool("MODELPORT_PUBLIC_PREDICTIONS", False)
+
+# Background jobs
+JOB_CHUNK_BYTES = env_int("JOB_CHUNK_BYTES", 8 * 1024**2, minimum=1024)
+JOB_CHUNK_ROWS = env_int("JOB_CHUNK_ROWS", 100_000, minimum=1)
+JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=1)
+JOB_MAX_JSON_BYTES = env_int("JOB_MAX_JSON_BYTES", 64 * 1024**2, minimum=1)
+RESULT_TTL_DAYS = env_int("RESULT_TTL_DAYS", 7, minimum=1)
+RESULTS_PAGE_SIZE = env_int("RESULTS_PAGE_SIZE", 1000, minimum=1)
+RESULTS_MAX_PAGE_SIZE = env_int("RESULTS_MAX_PAGE_SIZE", 10_000, minimum=1)
 
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
@@ -208,6 +227,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["predictions.renderers.ORJSONRenderer"],
     "DEFAULT_THROTTLE_RATES": {"predictions": PREDICT_THROTTLE_RATE},
+    # `?format=` picks a download's file format (jobs), not a DRF renderer.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "predictions.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

@@ -241,19 +241,22 @@ def test_token_is_required_unless_predictions_are_public(registered_version, row
     assert post(anonymous, rows.iloc[0].to_dict()).status_code == 200
 
 
-def test_too_many_rows_is_413_naming_the_limit(registered_version, api_client, rows, settings):
-    settings.PREDICT_SYNC_MAX_ROWS = 5
+def test_body_over_the_upload_limit_is_413_naming_it(
+    registered_version, api_client, rows, settings
+):
+    settings.MAX_UPLOAD_BYTES = 100
     response = post(api_client, rows.to_dict("records"))
     assert response.status_code == 413
     body = response.json()
-    assert body["code"] == "input_too_large" and "PREDICT_SYNC_MAX_ROWS" in body["detail"]
+    assert body["code"] == "input_too_large" and "MAX_UPLOAD_BYTES" in body["detail"]
 
 
-def test_too_many_bytes_is_413_before_parsing(registered_version, api_client, rows, settings):
+def test_json_document_too_large_for_a_job_is_413(registered_version, api_client, rows, settings):
     settings.PREDICT_SYNC_MAX_BYTES = 100
+    settings.JOB_MAX_JSON_BYTES = 200
     response = post(api_client, rows.to_dict("records"))
     assert response.status_code == 413
-    assert "PREDICT_SYNC_MAX_BYTES" in response.json()["detail"]
+    assert "JSON lines" in response.json()["detail"]
 
 
 def test_response_matches_the_documented_serializer(registered_version, api_client, rows):

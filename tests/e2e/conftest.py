@@ -219,7 +219,14 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
             ]
             for i, port in enumerate(web_ports, start=1)
         },
-        "worker": [sys.executable, "manage.py", "rqworker", "default"],
+        "worker": [
+            sys.executable,
+            "manage.py",
+            "rqworker",
+            "default",
+            "--serializer",
+            "rq.serializers.JSONSerializer",
+        ],
         "nginx": [
             nginx_binary,
             "-p",

@@ -10,9 +10,9 @@ from modelregistry import loader
 from modelregistry.errors import ModelUnavailable
 from modelregistry.models import ModelVersion, VersionStatus
 
-from . import validation
-from .errors import EmptyInput, InputTooLarge, InvalidInput
-from .parsers import ParsedInput
+from .. import validation
+from ..errors import EmptyInput, InvalidInput
+from ..parsers import ParsedInput
 
 RETRY_AFTER_SECONDS = 30
 
@@ -33,7 +33,7 @@ class Prediction:
         return len({error["row"] for error in self.errors})
 
 
-def _servable_version(model_name: str, number: int | None) -> ModelVersion:
+def servable_version(model_name: str, number: int | None) -> ModelVersion:
     version = loader.resolve_version(model_name, number)
     if version.status != VersionStatus.READY:
         raise ModelUnavailable(
@@ -43,16 +43,10 @@ def _servable_version(model_name: str, number: int | None) -> ModelVersion:
     return version
 
 
-def _check_size(rows: int) -> None:
+def check_sync_rows(rows: int) -> None:
+    """Refuse an empty request (uploads.receive turns one over the row bound into a job)."""
     if rows == 0:
         raise EmptyInput("The request has no rows: send at least one.")
-    limit = settings.PREDICT_SYNC_MAX_ROWS
-    if rows > limit:
-        raise InputTooLarge(
-            f"The request has {rows} rows; a synchronous prediction takes at most {limit} "
-            "(PREDICT_SYNC_MAX_ROWS). Split the rows into several requests; background jobs "
-            "for large inputs are not available yet."
-        )
 
 
 def _predict_in_chunks(method, features: pd.DataFrame) -> np.ndarray:
@@ -73,15 +67,20 @@ def _spread(values: list, good_rows: np.ndarray, rows: int) -> list:
 
 
 def predict(
-    *,
-    model_name: str,
-    parsed: ParsedInput,
-    number: int | None = None,
-    return_probabilities: bool = False,
+    *, version: ModelVersion, parsed: ParsedInput, return_probabilities: bool = False
 ) -> Prediction:
-    """Score the parsed rows with the model's default version (or version `number`)."""
-    version = _servable_version(model_name, number)
-    _check_size(len(parsed.frame))
+    """Answer a synchronous request: at least one row, then `score_rows`."""
+    check_sync_rows(len(parsed.frame))
+    return score_rows(version=version, parsed=parsed, return_probabilities=return_probabilities)
+
+
+def score_rows(
+    *, version: ModelVersion, parsed: ParsedInput, return_probabilities: bool = False
+) -> Prediction:
+    """Validate the rows against the version's schema and predict the good ones.
+
+    The one scoring path: synchronous requests and every chunk of a background job use it.
+    """
     output = version.output_info
     if return_probabilities and not output.get("has_probabilities"):
         raise InvalidInput(

@@ -1,0 +1,31 @@
+"""RQ entry points only: each takes ids, re-reads our row, and calls a service.
+
+A ServingError (bad input, a model that cannot load) marks the job failed with its message; any
+other exception marks it failed too and is re-raised, so RQ keeps the traceback.
+"""
+
+from modelregistry.errors import ServingError
+
+from . import services
+
+
+def _run(step, job_id: str, *args) -> None:
+    try:
+        step(job_id, *args)
+    except ServingError as exc:
+        services.fail_job(job_id, exc.detail)
+    except BaseException as exc:
+        services.fail_job(job_id, f"Internal error ({type(exc).__name__}); see the worker log.")
+        raise
+
+
+def plan_job(job_id: str) -> None:
+    _run(services.plan_job, job_id)
+
+
+def score_chunk(job_id: str, index: int) -> None:
+    _run(services.score_chunk, job_id, index)
+
+
+def finish_job(job_id: str) -> None:
+    _run(services.finish_job, job_id)

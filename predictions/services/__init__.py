@@ -1,0 +1,31 @@
+"""Every write and every scoring step: views, jobs and the admin call these."""
+
+from .jobs import (
+    JobInput,
+    cancel_job,
+    delete_expired_jobs,
+    fail_job,
+    finish_job,
+    plan_job,
+    refresh_job,
+    score_chunk,
+    submit_job,
+)
+from .scoring import Prediction, check_sync_rows, predict, score_rows, servable_version
+
+__all__ = [
+    "JobInput",
+    "Prediction",
+    "cancel_job",
+    "check_sync_rows",
+    "delete_expired_jobs",
+    "fail_job",
+    "finish_job",
+    "plan_job",
+    "predict",
+    "refresh_job",
+    "score_chunk",
+    "score_rows",
+    "servable_version",
+    "submit_job",
+]

@@ -1,0 +1,153 @@
+"""What a predict or jobs request carries: rows small enough to answer now, or a job's input.
+
+Sizes are checked before anything is read. A body over the synchronous bounds is never read
+into memory: it is copied to the job's folder in bounded pieces (multipart files are spooled to a
+temporary file by Django's upload handlers first).
+"""
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from . import jobfiles, parsers
+from .errors import InputTooLarge, InvalidInput, UnsupportedFormat
+from .models import InputFormat
+from .parsers import ParsedInput
+from .services import JobInput
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+FORMATS = {
+    parsers.read_csv: InputFormat.CSV,
+    parsers.read_json_lines: InputFormat.JSONL,
+    parsers.read_json: InputFormat.JSON,
+    parsers.read_parquet: InputFormat.PARQUET,
+}
+
+
+@dataclass
+class Received:
+    """Exactly one of: parsed rows to score now, or an input to score as a job."""
+
+    parsed: ParsedInput | None = None
+    job_input: JobInput | None = None
+
+
+def _too_large(size: int, limit: int, name: str, hint: str) -> InputTooLarge:
+    return InputTooLarge(f"The input is {size} bytes; the limit is {limit} bytes ({name}). {hint}")
+
+
+def _over_upload_limit(size: int) -> InputTooLarge:
+    return _too_large(size, settings.MAX_UPLOAD_BYTES, "MAX_UPLOAD_BYTES", "Split the file.")
+
+
+def _input_format(content_type: str) -> tuple[str, str]:
+    """(job input format, charset) of a media type; 415 for one we cannot read."""
+    kind, params = parsers.media_type(content_type)
+    reader = parsers.PARSERS.get("application/json" if kind.endswith("+json") else kind)
+    if reader is None:
+        shown = f"'{kind[:80]}'" if kind else "no Content-Type"
+        raise UnsupportedFormat(
+            f"Cannot read a body sent with {shown}; send {parsers.SUPPORTED_TYPES}."
+        )
+    return FORMATS[reader], params.get("charset", "")[:40]
+
+
+def _check_json_size(input_format: str, size: int) -> None:
+    limit = settings.JOB_MAX_JSON_BYTES
+    if input_format == InputFormat.JSON and size > limit:
+        raise _too_large(
+            size,
+            limit,
+            "JOB_MAX_JSON_BYTES",
+            "A JSON document this large cannot be split; send JSON lines, CSV or Parquet.",
+        )
+
+
+def _from_bytes(body: bytes, content_type: str, name: str) -> JobInput:
+    input_format, charset = _input_format(content_type)
+
+    def copy_to(target: Path) -> int:
+        with jobfiles.written_atomically(target) as temporary:
+            temporary.write_bytes(body)
+        return len(body)
+
+    return JobInput(format=input_format, name=name, copy_to=copy_to, charset=charset)
+
+
+def _from_stream(request, content_type: str, size: int) -> JobInput:
+    input_format, charset = _input_format(content_type)
+    _check_json_size(input_format, size)
+
+    def copy_to(target: Path) -> int:
+        return jobfiles.copy_stream(
+            request.read,
+            target,
+            max_bytes=settings.MAX_UPLOAD_BYTES,
+            too_large=_over_upload_limit,
+        )
+
+    return JobInput(
+        format=input_format, name=f"body.{input_format}", copy_to=copy_to, charset=charset
+    )
+
+
+def _from_upload(upload, content_type: str) -> JobInput:
+    input_format, charset = _input_format(content_type)
+    _check_json_size(input_format, upload.size)
+
+    def copy_to(target: Path) -> int:
+        with jobfiles.written_atomically(target) as temporary:
+            if hasattr(upload, "temporary_file_path"):
+                shutil.copyfile(upload.temporary_file_path(), temporary)
+            else:
+                upload.seek(0)
+                with open(temporary, "wb") as out:
+                    shutil.copyfileobj(upload, out, jobfiles.COPY_BYTES)
+        return upload.size
+
+    return JobInput(format=input_format, name=upload.name, copy_to=copy_to, charset=charset)
+
+
+def _declared_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidInput("The Content-Length header is not a number.") from None
+
+
+def receive(request, *, as_job: bool = False) -> Received:
+    """Read a predict request's rows, or prepare its input for a job.
+
+    With `as_job` the input always becomes a job; otherwise only when it is over
+    PREDICT_SYNC_MAX_BYTES or PREDICT_SYNC_MAX_ROWS.
+    """
+    kind, _ = parsers.media_type(request.content_type)
+    declared = _declared_length(request)
+    is_multipart = kind == "multipart/form-data"
+    if declared > settings.MAX_UPLOAD_BYTES + (MULTIPART_OVERHEAD_BYTES if is_multipart else 0):
+        raise _over_upload_limit(declared)
+    sync_limit = settings.PREDICT_SYNC_MAX_BYTES
+    if is_multipart:
+        files = request.FILES.getlist("file")
+        if len(files) != 1:
+            raise InvalidInput("Send exactly one file in the multipart field 'file'.")
+        upload = files[0]
+        if upload.size > settings.MAX_UPLOAD_BYTES:
+            raise _over_upload_limit(upload.size)
+        content_type = parsers.file_media_type(upload.name, upload.content_type or "")
+        if as_job or upload.size > sync_limit:
+            return Received(job_input=_from_upload(upload, content_type))
+        body, name = upload.read(), upload.name
+    else:
+        content_type, name = request.content_type, "body"
+        if as_job or declared > sync_limit:
+            return Received(job_input=_from_stream(request, content_type, declared))
+        body = request.body
+        if len(body) > sync_limit:  # a body sent without Content-Length
+            raise _too_large(len(body), sync_limit, "PREDICT_SYNC_MAX_BYTES", "Submit a job.")
+    parsed = parsers.parse_body(body, content_type)
+    if len(parsed.frame) > settings.PREDICT_SYNC_MAX_ROWS:
+        return Received(job_input=_from_bytes(body, content_type, name))
+    return Received(parsed=parsed)
