@@ -100,7 +100,8 @@ def _from_upload(upload, content_type: str) -> JobInput:
     def copy_to(target: Path) -> int:
         with jobfiles.written_atomically(target) as temporary:
             if hasattr(upload, "temporary_file_path"):
-                shutil.copyfile(upload.temporary_file_path(), temporary)
+                # Django spooled it to disk already: move it rather than copy gigabytes.
+                shutil.move(upload.temporary_file_path(), temporary)
             else:
                 upload.seek(0)
                 with open(temporary, "wb") as out:

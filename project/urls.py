@@ -1,4 +1,4 @@
-"""URL routes: admin, the versioned API, the OpenAPI schema and health."""
+"""URL routes: the upload page, login, admin, the versioned API, the OpenAPI schema, health."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,6 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from predictions import views as prediction_views
 
 urlpatterns = [
+    path("", prediction_views.UploadPageView.as_view(), name="upload"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    # RQ queues, workers and failed jobs, for staff (django-rq's views).
+    path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("modelregistry.urls")),
     path("api/v1/", include("predictions.urls")),

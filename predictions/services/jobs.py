@@ -166,7 +166,8 @@ def plan_job(job_id) -> None:
     if not ranges:
         raise EmptyInput("The file has no rows.")
     plan = {"header": header.decode("latin-1"), "ranges": ranges}
-    started = _active(job.id).update(
+    # Only from queued: a re-run of this step (its worker died) must not queue the chunks twice.
+    started = PredictionJob.objects.filter(pk=job.id, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING,
         started_at=timezone.now(),
         plan=plan,

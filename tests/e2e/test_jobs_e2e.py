@@ -1,0 +1,128 @@
+"""Background jobs with real RQ worker processes: through nginx, and when a worker dies."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import django_rq
+import pytest
+from rest_framework.authtoken.models import Token
+from rq import Worker
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
+
+from modelregistry import services as registry_services
+from modelregistry.demo import house_prices_data
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+JOBS = "/api/v1/models/house-prices/jobs"
+JOB_DEADLINE_SECONDS = 120
+
+
+@pytest.fixture
+def client_headers(e2e_stack, house_artifact, house_sample, django_user_model):
+    version = registry_services.register_version(
+        model_name="house-prices", artifact=house_artifact, filename="h.skops", sample=house_sample
+    )
+    registry_services.set_default_version(version=version)
+    user = django_user_model.objects.create_user("e2e-jobs", password="x")
+    return {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+
+
+def submit(stack, body: bytes, headers, **kwargs):
+    response = stack.request(
+        "POST", JOBS, body=body, headers={**headers, "Content-Type": "text/csv"}, **kwargs
+    )
+    assert response.status == 202, response.body[:500]
+    return response.headers["Location"]
+
+
+def wait_for_job(
+    stack, url, headers, *, until=lambda job: job["status"] not in ("queued", "running")
+):
+    deadline = time.monotonic() + JOB_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        job = stack.request("GET", url, headers=headers).json()
+        if until(job):
+            return job
+        time.sleep(0.1)  # polling interval of a condition wait, not a fixed delay
+    pytest.fail(f"job did not reach the expected state in time: {job}")
+
+
+def test_job_through_nginx_is_scored_by_the_worker(e2e_stack, client_headers, house_model):
+    rows = house_prices_data(rows=2000, seed=11).drop(columns="price")
+    url = submit(e2e_stack, rows.to_csv(index=False).encode(), client_headers)
+    job = wait_for_job(e2e_stack, url, client_headers)
+    assert job["status"] == "succeeded", job
+    assert job["rows_total"] == 2000 and job["rows_failed"] == 0
+    page = e2e_stack.request(
+        "GET", job["links"]["results"] + "?page_size=2000", headers=client_headers
+    )
+    predictions = [item["prediction"] for item in page.json()["results"]]
+    assert predictions == pytest.approx(house_model.predict(rows).tolist())
+    download = e2e_stack.request("GET", job["links"]["download_csv"], headers=client_headers)
+    assert download.status == 200 and download.body.count(b"\n") == 2001
+
+
+def _scoring_horse(worker_pid: int) -> int | None:
+    """The work-horse process of the RQ worker while it scores the first chunk (or None)."""
+    connection = django_rq.get_connection("default")
+    for worker in Worker.all(connection=connection):
+        if worker.pid != worker_pid:
+            continue
+        job_id = worker.get_current_job_id()
+        job = (
+            RQJob.fetch(job_id, connection=connection, serializer=JSONSerializer)
+            if job_id
+            else None
+        )
+        if job is None or not job.func_name.endswith("score_chunk") or job.args[1] != 0:
+            return None
+        children = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
+        return int(children[0]) if children else None
+    return None
+
+
+def _kill_horses(stack, url, headers, times: int) -> int:
+    """kill -9 the work horse scoring the job's first chunk, `times` times; returns the kills."""
+    worker_pid, killed = stack.processes["worker"].pid, set()
+    deadline = time.monotonic() + JOB_DEADLINE_SECONDS
+    while len(killed) < times and time.monotonic() < deadline:
+        job = stack.request("GET", url, headers=headers).json()
+        if job["status"] not in ("queued", "running"):
+            break
+        horse = _scoring_horse(worker_pid)
+        if horse is not None and horse not in killed:
+            os.kill(horse, signal.SIGKILL)
+            killed.add(horse)
+        time.sleep(0.005)
+    return len(killed)
+
+
+@pytest.fixture(scope="module")
+def big_csv() -> bytes:
+    """One chunk that takes the worker a while: 120,000 rows, about 9 MB."""
+    return (
+        house_prices_data(rows=120_000, seed=3).drop(columns="price").to_csv(index=False).encode()
+    )
+
+
+def test_killed_work_horse_is_rerun_once(e2e_stack, client_headers, big_csv):
+    url = submit(e2e_stack, big_csv, client_headers, base_url=e2e_stack.instance_urls[0])
+    assert _kill_horses(e2e_stack, url, client_headers, times=1) == 1
+    job = wait_for_job(e2e_stack, url, client_headers)
+    assert job["status"] == "succeeded", job
+    assert job["rows_total"] == 120_000
+
+
+def test_work_horse_killed_twice_leaves_the_job_failed_with_a_reason(
+    e2e_stack, client_headers, big_csv
+):
+    url = submit(e2e_stack, big_csv, client_headers, base_url=e2e_stack.instance_urls[0])
+    assert _kill_horses(e2e_stack, url, client_headers, times=2) == 2
+    job = wait_for_job(e2e_stack, url, client_headers)
+    assert job["status"] == "failed", job
+    assert "terminated" in job["failure_reason"].lower()
+    assert job["links"]["cancel"] is None
