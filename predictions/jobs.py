@@ -4,6 +4,9 @@ A ServingError (bad input, a model that cannot load) marks the job failed with i
 other exception marks it failed too and is re-raised, so RQ keeps the traceback.
 """
 
+from django.conf import settings
+from rq.timeouts import JobTimeoutException
+
 from modelregistry.errors import ServingError
 
 from . import services
@@ -14,6 +17,10 @@ def _run(step, job_id: str, *args) -> None:
         step(job_id, *args)
     except ServingError as exc:
         services.fail_job(job_id, exc.detail)
+    except JobTimeoutException:
+        seconds = settings.JOB_TIMEOUT_SECONDS
+        services.fail_job(job_id, f"A step of the job ran over JOB_TIMEOUT_SECONDS ({seconds} s).")
+        raise
     except BaseException as exc:
         services.fail_job(job_id, f"Internal error ({type(exc).__name__}); see the worker log.")
         raise

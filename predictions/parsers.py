@@ -10,6 +10,7 @@ answered with `predictions`). Parsers only read; checking rows against a schema 
 import io
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,10 +18,9 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from django.conf import settings
 from django.utils.http import parse_header_parameters
 
-from .errors import EmptyInput, InputTooLarge, InvalidInput, MalformedRequest, UnsupportedFormat
+from .errors import EmptyInput, InvalidInput, MalformedRequest, UnsupportedFormat
 
 SINGLE, BATCH, MLFLOW = "single", "batch", "mlflow"
 # Keys that make a JSON object a request envelope rather than one row of features.
@@ -35,9 +35,24 @@ ENVELOPE_KEYS = {
     "params",
 }
 MAX_NUMBER_CHARS = 100
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
+MIN_CELL_BUDGET = 1_000_000
 CSV_DELIMITERS = (",", ";", "\t", "|")
 _SPACED_KEY = re.compile(rb'"\s+:')
+# Maps the bytes a JSON number is made of to b"0" and every other byte to a space, so that a
+# run of more than MAX_NUMBER_CHARS zeros marks a body that may hold an over-long number.
+_NUMBER_BYTES = bytes(48 if chr(i) in "0123456789+-.eE" else 32 for i in range(256))
+_LONG_NUMBER = b"0" * (MAX_NUMBER_CHARS + 1)
+
+
+class JsonNaN:
+    """JSON's `NaN`, kept apart from null: it fails its row as not finite, even where the model
+    takes a missing value (a float NaN would read as null)."""
+
+    def __repr__(self) -> str:
+        return "NaN"
+
+
+JSON_NAN = JsonNaN()
 
 
 @dataclass
@@ -79,9 +94,13 @@ def _strict_int(text: str) -> int | float:
     return int(text) if len(text) <= 18 else _strict_number(text)
 
 
+def _strict_constant(name: str) -> float | JsonNaN:
+    return JSON_NAN if name == "NaN" else float(name)
+
+
 def _load_json_strictly(body: bytes):
-    """The slow, exact parser: duplicate keys refused; NaN, Infinity and 1e400 become floats
-    (each then fails its row as not finite); absurdly long numbers refused."""
+    """The slow, exact parser: duplicate keys refused; NaN becomes `JSON_NAN`, Infinity and 1e400
+    become floats (each then fails its row as not finite); absurdly long numbers refused."""
     try:
         text = body.decode("utf-8-sig")
         return json.loads(
@@ -89,7 +108,7 @@ def _load_json_strictly(body: bytes):
             object_pairs_hook=_reject_duplicates,
             parse_float=_strict_number,
             parse_int=_strict_int,
-            parse_constant=float,
+            parse_constant=_strict_constant,
         )
     except UnicodeDecodeError:
         raise MalformedRequest("The JSON body is not valid UTF-8.") from None
@@ -119,18 +138,23 @@ def load_json(body: bytes):
 
     orjson keeps the last of duplicated keys silently, so the number of `":` in the body is
     compared with the keys parsed: any difference (a duplicate, a nested object, a `":` inside a
-    string, a key followed by spaces) sends the body through the exact parser instead.
+    string, a key followed by spaces) sends the body through the exact parser instead. So does
+    a run of number characters longer than MAX_NUMBER_CHARS: orjson reads any long float.
     """
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _load_json_strictly(body)
-    if body.count(b'":') != _flat_key_count(data) or _SPACED_KEY.search(body):
+    if (
+        body.count(b'":') != _flat_key_count(data)
+        or _SPACED_KEY.search(body)
+        or _LONG_NUMBER in body.translate(_NUMBER_BYTES)
+    ):
         return _load_json_strictly(body)
     return data
 
 
-def _records_frame(rows: list, parsed: "ParsedInput") -> "ParsedInput":
+def _records_frame(rows: list, parsed: "ParsedInput", max_cells: int) -> "ParsedInput":
     """Fill `parsed` from a list of row objects; a row that is not an object becomes empty."""
     if not all(type(row) is dict for row in rows):
         for index, row in enumerate(rows):
@@ -145,6 +169,7 @@ def _records_frame(rows: list, parsed: "ParsedInput") -> "ParsedInput":
                     }
                 )
         rows = [row if type(row) is dict else {} for row in rows]
+    _check_sparseness(rows, max_cells)
     parsed.frame = pd.DataFrame(rows) if rows else pd.DataFrame()
     if sum(map(len, rows)) != len(rows) * parsed.frame.shape[1]:
         # Some rows lack some keys: remember which, so "missing" differs from an explicit null.
@@ -153,6 +178,27 @@ def _records_frame(rows: list, parsed: "ParsedInput") -> "ParsedInput":
             if mask.any():
                 parsed.absent[column] = mask
     return parsed
+
+
+def _check_sparseness(rows: list[dict], max_cells: int) -> None:
+    """Refuse rows whose keys differ so much that their table would dwarf the body.
+
+    The table has a column for every key of any row, so rows that each bring keys of their own
+    (an id used as a key, say) make it rows x keys values, from a body of a few bytes per key.
+    """
+    keys = len(set().union(*rows)) if rows else 0
+    if len(rows) * keys > max_cells:
+        raise InvalidInput(
+            f"The {len(rows)} rows have {keys} different fields between them: a table of "
+            f"{len(rows) * keys} values, more than this body may make ({max_cells}). "
+            "Send the same fields in every row."
+        )
+
+
+def _cell_budget(body: bytes) -> int:
+    """The most values a JSON body may make: one per byte (rows sharing their keys spend
+    several bytes on each value), and never less than MIN_CELL_BUDGET."""
+    return max(len(body), MIN_CELL_BUDGET)
 
 
 def _split_frame(payload, where: str) -> pd.DataFrame:
@@ -191,16 +237,20 @@ def _option(envelope: dict, name: str) -> bool:
     return value
 
 
-def read_json_value(data) -> ParsedInput:
-    """Recognise the request form of a parsed JSON value and build its rows."""
+def read_json_value(data, *, max_cells: int = MIN_CELL_BUDGET) -> ParsedInput:
+    """Recognise the request form of a parsed JSON value and build its rows (a table of at
+    most `max_cells` values)."""
     if isinstance(data, list):
-        return _records_frame(data, ParsedInput(form=BATCH))
+        return _records_frame(data, ParsedInput(form=BATCH), max_cells)
     if not isinstance(data, dict):
         raise InvalidInput(
             "Expected a JSON object (one row) or an array of objects (rows), "
             f"got {_json_type(data)}."
         )
-    if not data.keys() & ENVELOPE_KEYS - {"return_probabilities", "params"}:
+    options = {"return_probabilities", "params"}
+    if data and data.keys() <= options:
+        raise InvalidInput("The body has options but no rows: send 'inputs' or another form.")
+    if not data.keys() & ENVELOPE_KEYS - options:
         return ParsedInput(pd.DataFrame([data]), SINGLE)
     probabilities = _option(data, "return_probabilities")
     forms = [key for key in ("inputs", "columns", "dataframe_records", "dataframe_split",
@@ -220,7 +270,7 @@ def read_json_value(data) -> ParsedInput:
         parsed.frame, parsed.form = pd.DataFrame([data[form]]), SINGLE
     elif isinstance(data[form], list):
         parsed.form = BATCH if form == "inputs" else MLFLOW
-        _records_frame(data[form], parsed)
+        _records_frame(data[form], parsed, max_cells)
     else:
         raise InvalidInput(f"'{form}' must be a list of row objects.")
     return parsed
@@ -228,7 +278,7 @@ def read_json_value(data) -> ParsedInput:
 
 def read_json(body: bytes, charset: str | None = None) -> ParsedInput:
     """One JSON document in any of the request forms."""
-    return read_json_value(load_json(body))
+    return read_json_value(load_json(body), max_cells=_cell_budget(body))
 
 
 def read_json_lines(body: bytes, charset: str | None = None) -> ParsedInput:
@@ -240,7 +290,7 @@ def read_json_lines(body: bytes, charset: str | None = None) -> ParsedInput:
                 rows.append(load_json(line))
             except InvalidInput as exc:
                 raise type(exc)(f"JSON lines, line {number}: {exc.detail}") from None
-    return _records_frame(rows, ParsedInput(form=BATCH))
+    return _records_frame(rows, ParsedInput(form=BATCH), _cell_budget(body))
 
 
 # --- CSV and Parquet --------------------------------------------------------------------------
@@ -272,7 +322,7 @@ def read_csv(body: bytes, charset: str | None = None) -> ParsedInput:
         raise EmptyInput(
             "The CSV body is empty: it needs a header row and at least one row."
         ) from None
-    duplicated = sorted({name for name in names if names.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicated:
         raise MalformedRequest(
             f"The CSV header repeats the column(s) {', '.join(duplicated)[:200]}."
@@ -285,6 +335,13 @@ def read_csv(body: bytes, charset: str | None = None) -> ParsedInput:
         raise EmptyInput(
             "The CSV body is empty: it needs a header row and at least one row."
         ) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas turns the first fields into an index when the first row has more fields than
+        # the header: every value would land in the wrong column.
+        raise MalformedRequest(
+            "The CSV body cannot be read: its first row has more fields than the header "
+            "(a delimiter at the end of each row?)."
+        )
     return ParsedInput(frame, BATCH, text_numbers=True)
 
 
@@ -361,40 +418,3 @@ def file_media_type(name: str, content_type: str) -> str:
         f"Cannot tell the format of the file {name[:80]!r}: name it .csv, .json, .jsonl or "
         ".parquet, or send it with its Content-Type."
     )
-
-
-def _too_large(size: int) -> InputTooLarge:
-    limit = settings.PREDICT_SYNC_MAX_BYTES
-    return InputTooLarge(
-        f"The input is {size} bytes; a synchronous prediction takes at most {limit} bytes "
-        "(PREDICT_SYNC_MAX_BYTES). Split it into several requests; background jobs for large "
-        "inputs are not available yet."
-    )
-
-
-def parse_request(request) -> ParsedInput:
-    """The rows of a predict request: its body, or the file in the multipart field `file`.
-
-    Sizes are checked before anything is read or parsed.
-    """
-    limit = settings.PREDICT_SYNC_MAX_BYTES
-    kind, _ = media_type(request.content_type)
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    # A multipart body carries its boundaries and part headers around the file.
-    if declared > limit + (MULTIPART_OVERHEAD_BYTES if kind == "multipart/form-data" else 0):
-        raise _too_large(declared)
-    if kind == "multipart/form-data":
-        files = request.FILES.getlist("file")
-        if len(files) != 1:
-            raise InvalidInput("Send exactly one file in the multipart field 'file'.")
-        upload = files[0]
-        if upload.size > limit:
-            raise _too_large(upload.size)
-        return parse_body(upload.read(), file_media_type(upload.name, upload.content_type or ""))
-    body = request.body
-    if len(body) > limit:
-        raise _too_large(len(body))
-    return parse_body(body, request.content_type)

@@ -5,15 +5,26 @@ estimator's order, numbers as float64) and one error per bad (row, field). Loops
 rows only, to write their messages.
 """
 
+import reprlib
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import pandas as pd
 
 from modelregistry.schema import UNKNOWN_TOLERANT
 
+from .parsers import JsonNaN
+
 NUMBER_TYPES = (int, float, np.integer, np.floating)
 SHOWN_VALUE_CHARS = 40
+# Fields the model does not use are listed back, but never more of them (or longer names)
+# than this: the answer must not repeat a large input.
+SHOWN_IGNORED_FIELDS = 100
+SHOWN_FIELD_CHARS = 100
+# repr() of a deeply nested value would recurse past Python's limit; this one stops early.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 2 * SHOWN_VALUE_CHARS, 2 * SHOWN_VALUE_CHARS
 
 
 @dataclass
@@ -23,13 +34,23 @@ class CheckedRows:
     features: pd.DataFrame
     good_rows: np.ndarray  # positions of `features`' rows in the request
     errors: list[dict]
-    ignored_fields: list[str]
+    ignored_fields: list[str]  # the first SHOWN_IGNORED_FIELDS, names cut to SHOWN_FIELD_CHARS
     rows: int
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _shown(value) -> str:
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
+    native = value.item() if isinstance(value, np.generic) else value
+    return _cut(_REPR.repr(native), SHOWN_VALUE_CHARS)
+
+
+def _ignored_fields(frame: pd.DataFrame, known: set) -> list[str]:
+    """Names of the columns the schema does not use, a bounded list of short names."""
+    unused = (str(column) for column in frame.columns if column not in known)
+    return [_cut(name, SHOWN_FIELD_CHARS) for name in islice(unused, SHOWN_IGNORED_FIELDS)]
 
 
 def _is_number(value) -> bool:
@@ -52,8 +73,19 @@ def _check_number(series: pd.Series, *, text_numbers: bool):
         coerced = pd.to_numeric(series.where(~is_number & ~is_null), errors="coerce")
         usable |= coerced.notna().to_numpy()
     values = pd.to_numeric(series.where(usable), errors="coerce").astype("float64")
-    wrong = ~usable & ~is_null
-    return values, [(wrong, "wrong_type", "expected a number")]
+    is_nan = _is_json_nan(series)
+    wrong = ~usable & ~is_null & ~is_nan
+    return values, [
+        (is_nan, "not_finite", "not a finite number"),
+        (wrong, "wrong_type", "expected a number"),
+    ]
+
+
+def _is_json_nan(series: pd.Series) -> np.ndarray:
+    """Where JSON's NaN was sent (see `parsers.JsonNaN`); only object columns can hold it."""
+    if series.dtype != object:
+        return np.zeros(len(series), dtype=bool)
+    return series.map(type, na_action="ignore").eq(JsonNaN).to_numpy()
 
 
 def _check_string(series: pd.Series, feature: dict, *, max_length: int):
@@ -64,13 +96,14 @@ def _check_string(series: pd.Series, feature: dict, *, max_length: int):
     else:
         is_text = series.map(type, na_action="ignore").eq(str).to_numpy()
     wrong = ~is_text & ~is_null
-    texts = series.where(is_text)
+    # As objects: the .str accessor refuses a column that holds no text at all (all numbers).
+    texts = series.where(is_text).astype(object)
     too_long = (texts.str.len() > max_length).fillna(False).to_numpy(dtype=bool)
     problems = [
         (wrong, "wrong_type", "expected a string"),
         (too_long, "too_long", f"longer than {max_length} characters"),
     ]
-    return texts.astype(object), problems
+    return texts, problems
 
 
 def _unknown_category(values: pd.Series, feature: dict):
@@ -102,7 +135,7 @@ def check_rows(
     rows = len(frame)
     names = [feature["name"] for feature in schema["features"]]
     known = set(names)
-    ignored = [str(column) for column in frame.columns if column not in known]
+    ignored = _ignored_fields(frame, known)
     row_bad = np.zeros(rows, dtype=bool)
     for error in failed_rows:
         row_bad[error["row"]] = True

@@ -1,14 +1,25 @@
-"""Prediction and job endpoints, health, and the JSON pages for Django's own errors."""
+"""Prediction and job endpoints, health, JSON pages for Django's own errors, the upload page."""
 
 from django.conf import settings
+from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import FileResponse, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
+from django.views.generic import TemplateView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from modelregistry.models import RegisteredModel
+
 from . import jobfiles, services, uploads
-from .errors import InvalidInput, JobNotFound, ResultsNotReady, problem, problem_response
+from .errors import (
+    PROBLEM_CONTENT_TYPE,
+    InvalidInput,
+    JobNotFound,
+    ResultsNotReady,
+    problem,
+    problem_response,
+)
 from .models import JobStatus, PredictionJob
 from .openapi import job_schema, predict_schema
 from .permissions import PredictPermission
@@ -66,7 +77,9 @@ class PredictView(PredictionView):
         body = prediction_body(result, parsed, request.request_id)
         if result.rows_failed < result.rows:
             return Response(body)
-        return Response(_all_rows_failed(body, request), status=422)
+        return Response(
+            _all_rows_failed(body, request), status=422, content_type=PROBLEM_CONTENT_TYPE
+        )
 
 
 class JobCreateView(PredictionView):
@@ -230,3 +243,17 @@ def permission_denied(request, exception=None):
         title="Permission denied",
         detail="Permission denied.",
     )
+
+
+# --- Web pages
+
+
+class UploadPageView(LoginRequiredMixin, TemplateView):
+    """The upload form: upload.js sends the file to the predict or jobs API and shows the answer."""
+
+    template_name = "predictions/upload.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["models"] = RegisteredModel.objects.prefetch_related("versions")
+        return context

@@ -14,6 +14,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
+from modelregistry.demo import house_prices_data
 from predictions import jobfiles
 from predictions.models import PredictionJob
 from predictions.services import jobs as job_services
@@ -251,3 +252,33 @@ def test_cleanup_deletes_expired_jobs_and_their_files(
         PredictionJob.objects.get(pk=new).pk
     ]
     assert not jobfiles.job_dir(old).exists() and jobfiles.result_path(new).exists()
+
+
+@pytest.fixture
+def slow_model(db):
+    """A brute-force nearest-neighbours model: scoring thousands of rows takes seconds."""
+    import skops.io
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from modelregistry import services as registry_services
+
+    data = house_prices_data(rows=20_000, seed=9)
+    features = data.drop(columns=["price", "ocean_proximity"])
+    model = KNeighborsRegressor(algorithm="brute").fit(features, data["price"])
+    version = registry_services.register_version(
+        model_name="slow-knn", artifact=skops.io.dumps(model), filename="knn.skops"
+    )
+    registry_services.set_default_version(version=version)
+    return features
+
+
+def test_a_step_over_the_timeout_fails_the_job(slow_model, api_client, settings, empty_queue):
+    settings.JOB_TIMEOUT_SECONDS = 1
+    body = pd.concat([slow_model] * 3).to_csv(index=False).encode()  # one chunk, 60,000 rows
+    response = api_client.generic(
+        "POST", "/api/v1/models/slow-knn/jobs", body, content_type="text/csv"
+    )
+    drain(empty_queue)
+    job = api_client.get(response["Location"]).json()
+    assert job["status"] == "failed"
+    assert "JOB_TIMEOUT_SECONDS" in job["failure_reason"]
