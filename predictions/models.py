@@ -54,7 +54,6 @@ class PredictionJob(models.Model):
     failure_reason = models.TextField(blank=True)
     has_results = models.BooleanField(default=False)
     plan = models.JSONField(default=dict, blank=True, help_text="Chunk byte or row ranges.")
-    rq_job_ids = models.JSONField(default=list, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

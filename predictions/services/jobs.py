@@ -61,10 +61,20 @@ def _queue():
     return django_rq.get_queue("default")
 
 
-def _enqueue(function: str, *args, **options) -> str:
+def _rq_ids(job: PredictionJob) -> list[str]:
+    """The RQ ids of a job's steps: derived from our id, so no write can lose them."""
+    ids = [f"{job.id}-plan"]
+    if job.chunks_total:
+        ids += [f"{job.id}-chunk-{index}" for index in range(job.chunks_total)]
+        ids.append(f"{job.id}-finish")
+    return ids
+
+
+def _enqueue(function: str, rq_id: str, *args, **options) -> str:
     job = _queue().enqueue(
         function,
         *args,
+        job_id=rq_id,
         job_timeout=settings.JOB_TIMEOUT_SECONDS,
         result_ttl=RQ_KEEP_SECONDS,
         failure_ttl=RQ_KEEP_SECONDS,
@@ -98,8 +108,7 @@ def submit_job(
         if job.input_bytes == 0:
             raise EmptyInput("The file is empty: send at least one row.")
         job.save(force_insert=True)
-        job.rq_job_ids = [_enqueue("predictions.jobs.plan_job", str(job.id))]
-        PredictionJob.objects.filter(pk=job.pk).update(rq_job_ids=job.rq_job_ids)
+        _enqueue("predictions.jobs.plan_job", f"{job.id}-plan", str(job.id))
     except RedisError as exc:
         _discard(job)
         logger.error("cannot queue job %s: %s", job.id, exc)
@@ -177,15 +186,14 @@ def plan_job(job_id) -> None:
     if not started:
         return
     chunk_ids = [
-        _enqueue("predictions.jobs.score_chunk", str(job.id), index) for index in range(len(ranges))
+        _enqueue("predictions.jobs.score_chunk", f"{job.id}-chunk-{index}", str(job.id), index)
+        for index in range(len(ranges))
     ]
-    finish_id = _enqueue(
+    _enqueue(
         "predictions.jobs.finish_job",
+        f"{job.id}-finish",
         str(job.id),
         depends_on=Dependency(jobs=chunk_ids, allow_failure=True),
-    )
-    PredictionJob.objects.filter(pk=job.pk).update(
-        rq_job_ids=job.rq_job_ids + chunk_ids + [finish_id]
     )
 
 
@@ -305,8 +313,11 @@ def finish_job(job_id) -> None:
 
 
 def _rq_jobs(job: PredictionJob) -> list:
-    ids = list(job.rq_job_ids or [])
-    return [rq_job for rq_job in RQJob.fetch_many(ids, connection=_queue().connection) if rq_job]
+    queue = _queue()
+    fetched = RQJob.fetch_many(
+        _rq_ids(job), connection=queue.connection, serializer=queue.serializer
+    )
+    return [rq_job for rq_job in fetched if rq_job]
 
 
 def _rq_failure(job: PredictionJob) -> str:
@@ -323,7 +334,7 @@ def _rq_failure(job: PredictionJob) -> str:
 def refresh_job(job: PredictionJob) -> PredictionJob:
     """Catch a job whose RQ work died with its worker: nothing of it is queued or running any
     more (or its worker stopped sending heartbeats) yet the row is unfinished. Marks it failed."""
-    if job.is_finished or not job.rq_job_ids:
+    if job.is_finished:
         return job
     try:
         rq_jobs = _rq_jobs(job)

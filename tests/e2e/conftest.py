@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,3 +265,11 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
         yield stack
     finally:
         stop(stack.processes)
+
+
+@pytest.fixture
+def model_name() -> str:
+    """A model name of its own for each test: the instances cache "which version is the
+    default" for a second, so a name reused right after the database is flushed would point
+    them at a version that no longer exists."""
+    return f"house-{uuid.uuid4().hex[:8]}"

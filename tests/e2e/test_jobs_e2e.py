@@ -17,23 +17,23 @@ from modelregistry.demo import house_prices_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-JOBS = "/api/v1/models/house-prices/jobs"
 JOB_DEADLINE_SECONDS = 120
 
 
 @pytest.fixture
-def client_headers(e2e_stack, house_artifact, house_sample, django_user_model):
+def client_headers(e2e_stack, model_name, house_artifact, house_sample, django_user_model):
     version = registry_services.register_version(
-        model_name="house-prices", artifact=house_artifact, filename="h.skops", sample=house_sample
+        model_name=model_name, artifact=house_artifact, filename="h.skops", sample=house_sample
     )
     registry_services.set_default_version(version=version)
     user = django_user_model.objects.create_user("e2e-jobs", password="x")
-    return {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    return {"Authorization": f"Token {Token.objects.create(user=user).key}", "X-Model": model_name}
 
 
 def submit(stack, body: bytes, headers, **kwargs):
+    jobs_url = f"/api/v1/models/{headers['X-Model']}/jobs"
     response = stack.request(
-        "POST", JOBS, body=body, headers={**headers, "Content-Type": "text/csv"}, **kwargs
+        "POST", jobs_url, body=body, headers={**headers, "Content-Type": "text/csv"}, **kwargs
     )
     assert response.status == 202, response.body[:500]
     return response.headers["Location"]

@@ -11,15 +11,14 @@ from modelregistry import services as registry_services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-URL = "/api/v1/models/house-prices/predict"
 SWAP_DEADLINE_SECONDS = 15
 
 
 @pytest.fixture
-def served(e2e_stack, house_artifact, house_sample, django_user_model):
+def served(e2e_stack, model_name, house_artifact, house_sample, django_user_model):
     """house-prices v1 promoted, and the headers of a staff client, visible to every process."""
     version = registry_services.register_version(
-        model_name="house-prices",
+        model_name=model_name,
         artifact=house_artifact,
         filename="house.skops",
         sample=house_sample,
@@ -27,10 +26,11 @@ def served(e2e_stack, house_artifact, house_sample, django_user_model):
     registry_services.set_default_version(version=version)
     user = django_user_model.objects.create_user("e2e-staff", password="x", is_staff=True)
     token = Token.objects.create(user=user)
-    return {"Authorization": f"Token {token.key}"}
+    return {"Authorization": f"Token {token.key}", "X-Model": model_name}
 
 
-def post(stack, body, headers, content_type="application/json", path=URL, **kwargs):
+def post(stack, body, headers, content_type="application/json", path=None, **kwargs):
+    path = path or f"/api/v1/models/{headers.get('X-Model', 'house')}/predict"
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return stack.request(
         "POST", path, body=data, headers={**headers, "Content-Type": content_type}, **kwargs
@@ -74,16 +74,16 @@ def test_bad_input_through_nginx_is_problem_json(e2e_stack, served):
 
 
 def test_promotion_reaches_both_instances_without_a_failed_request(
-    e2e_stack, served, house_artifact, house_rows
+    e2e_stack, served, model_name, house_artifact, house_rows
 ):
     v2 = registry_services.register_version(
-        model_name="house-prices", artifact=house_artifact, filename="house-v2.skops"
+        model_name=model_name, artifact=house_artifact, filename="house-v2.skops"
     )
     row = house_rows.iloc[0].to_dict()
     for base_url in e2e_stack.instance_urls:  # both instances have v1 loaded
         assert post(e2e_stack, row, served, base_url=base_url).json()["version"] == 1
     promoted = e2e_stack.request(
-        "POST", f"/api/v1/models/house-prices/versions/{v2.number}/promote", headers=served
+        "POST", f"/api/v1/models/{model_name}/versions/{v2.number}/promote", headers=served
     )
     assert promoted.status == 200, promoted.body
     seen = {url: [] for url in e2e_stack.instance_urls}

@@ -34,10 +34,10 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-def served(e2e_stack, house_artifact, house_sample, django_user_model):
-    """house-prices v1 promoted and a user with a password, visible to every process."""
+def served(e2e_stack, model_name, house_artifact, house_sample, django_user_model):
+    """A house-prices model (v1 promoted) and a user with a password, seen by every process."""
     version = registry_services.register_version(
-        model_name="house-prices",
+        model_name=model_name,
         artifact=house_artifact,
         filename="house.skops",
         sample=house_sample,
@@ -88,7 +88,9 @@ def test_upload_page_redirects_to_login_when_logged_out(e2e_stack):
     assert b'name="password"' in login.body
 
 
-def test_dropped_small_csv_shows_the_models_predictions_on_the_page(page, house_model, house_rows):
+def test_dropped_small_csv_shows_the_models_predictions_on_the_page(
+    page, model_name, house_model, house_rows
+):
     rows = house_rows.head(20)
     expect(page.locator("#version option").first).to_have_text("Default version (v1)")
     dropped = page.evaluate_handle(DROP_FILE, rows.to_csv(index=False))
@@ -96,7 +98,7 @@ def test_dropped_small_csv_shows_the_models_predictions_on_the_page(page, house_
     expect(page.locator("#file-name")).to_contain_text("rows.csv")
     page.click("#submit")
 
-    expect(page.locator("#result-summary")).to_have_text("house-prices v1: 20 rows scored.")
+    expect(page.locator("#result-summary")).to_have_text(f"{model_name} v1: 20 rows scored.")
     cells = page.locator("#predictions tbody td:nth-child(2)")
     expect(cells).to_have_count(20)
     shown = [float(text) for text in cells.all_inner_texts()]

@@ -1,0 +1,64 @@
+-- wrk script for bench/run.py: POST one body, read from a file, with a content type and an API
+-- token, over and over; check every response; print the figures as one JSON line at the end.
+--
+--   wrk -t2 -c4 -d10s -s bench/post.lua URL -- BODY_FILE CONTENT_TYPE TOKEN
+--
+-- A response counts as good when its status is 2xx and its body says "rows_failed":0 (every
+-- row was scored). bench/run.py reads the line that starts with BENCH_RESULT.
+
+local threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+end
+
+function init(args)
+   local path, content_type, token = args[1], args[2], args[3]
+   local file = assert(io.open(path, "rb"))
+   wrk.body = file:read("*a")
+   file:close()
+   wrk.method = "POST"
+   wrk.headers["Content-Type"] = content_type
+   wrk.headers["Authorization"] = "Token " .. token
+   -- Per-thread counters, read back in done() with thread:get().
+   good = 0
+   non_2xx = 0
+   bad_body = 0
+   last_bad_status = 0
+end
+
+function response(status, headers, body)
+   if status < 200 or status > 299 then
+      non_2xx = non_2xx + 1
+      last_bad_status = status
+   elseif not string.find(body, '"rows_failed":0', 1, true) then
+      bad_body = bad_body + 1
+   else
+      good = good + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local totals = { good = 0, non_2xx = 0, bad_body = 0 }
+   local last_bad_status = 0
+   for _, thread in ipairs(threads) do
+      for name, _ in pairs(totals) do
+         totals[name] = totals[name] + (thread:get(name) or 0)
+      end
+      local status = thread:get("last_bad_status") or 0
+      if status ~= 0 then
+         last_bad_status = status
+      end
+   end
+   local errors = summary.errors
+   io.write(string.format(
+      'BENCH_RESULT {"requests": %.0f, "duration_us": %.0f, "bytes": %.0f, ' ..
+      '"good": %.0f, "non_2xx": %.0f, "bad_body": %.0f, "last_bad_status": %.0f, ' ..
+      '"socket_errors": {"connect": %.0f, "read": %.0f, "write": %.0f, "timeout": %.0f}, ' ..
+      '"latency_us": {"mean": %.1f, "max": %.1f, "p50": %.1f, "p90": %.1f, "p99": %.1f}}\n',
+      summary.requests, summary.duration, summary.bytes,
+      totals.good, totals.non_2xx, totals.bad_body, last_bad_status,
+      errors.connect, errors.read, errors.write, errors.timeout,
+      latency.mean, latency.max,
+      latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end

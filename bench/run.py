@@ -1,0 +1,742 @@
+"""Benchmark the prediction API through nginx, next to the in-process limit of the same model.
+
+Starts the stack the way scripts/run does, but on free ports and in a temp dir: its own
+redis-server (unless REDIS_URL is set), two gunicorn instances (project/gunicorn.conf.py with
+WEB_WORKERS=1) and nginx (scripts/render_nginx.py), against the normal database that
+scripts/setup prepared. Then wrk (bench/post.lua) posts single rows and 1,000-row batches (JSON
+records, JSON columns/data, CSV) for a bounded time each, and the same pipeline is timed in this
+process. Every process started here is stopped by PID at the end, on errors and on Ctrl-C too.
+
+Run it with ./scripts/bench (which sets up and installs wrk); see bench/README.md.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA_SCRIPT = Path(__file__).resolve().parent / "post.lua"
+RESULT_PREFIX = "BENCH_RESULT "
+MODEL = "house-prices"  # the demo model scripts/setup registers; its rows come from demo.py
+WEB_INSTANCES = 2
+STARTUP_SECONDS = 90
+# Warn when other processes keep this many CPUs busy before starting or while measuring.
+BUSY_CPUS_WARNING = 0.25
+STOP_SECONDS = 15
+# wrk's default (2 s) would count a slow batch as a timeout instead of measuring it.
+WRK_TIMEOUT = "30s"
+
+# From the issue: what the API should reach on this machine.
+TARGET_BATCH_ROWS_PER_SECOND = 100_000
+TARGET_SINGLE_P50_MS = 10.0
+
+
+# --- wrk output -------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run measured (from the BENCH_RESULT line that bench/post.lua prints)."""
+
+    requests: int
+    seconds: float
+    good: int
+    non_2xx: int
+    bad_body: int
+    last_bad_status: int
+    socket_errors: dict[str, int]
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def failures(self) -> int:
+        """Responses that were not 2xx with every row scored, plus socket errors."""
+        return self.non_2xx + self.bad_body + sum(self.socket_errors.values())
+
+
+def parse_wrk_output(text: str) -> WrkResult:
+    """Read wrk's output with bench/post.lua's BENCH_RESULT line; ValueError when it has none."""
+    lines = [line for line in text.splitlines() if line.startswith(RESULT_PREFIX)]
+    if len(lines) != 1:
+        raise ValueError(
+            f"expected one {RESULT_PREFIX.strip()} line in the wrk output, found {len(lines)}:\n"
+            + text[-2000:]
+        )
+    data = json.loads(lines[0][len(RESULT_PREFIX) :])
+    latency = data["latency_us"]
+    return WrkResult(
+        requests=int(data["requests"]),
+        seconds=data["duration_us"] / 1e6,
+        good=int(data["good"]),
+        non_2xx=int(data["non_2xx"]),
+        bad_body=int(data["bad_body"]),
+        last_bad_status=int(data["last_bad_status"]),
+        socket_errors={name: int(count) for name, count in data["socket_errors"].items()},
+        mean_ms=latency["mean"] / 1000,
+        p50_ms=latency["p50"] / 1000,
+        p90_ms=latency["p90"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        max_ms=latency["max"] / 1000,
+    )
+
+
+# --- Processes --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_request(method: str, url: str, *, body: bytes | None = None, headers=None):
+    """(status, body) of one request on a fresh connection."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request(method, parts.path or "/", body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+class Stack:
+    """The processes this run started, their logs, and how to stop them."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.log_dir = workdir / "logs"
+        self.log_dir.mkdir()
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.instance_urls: list[str] = []
+
+    def start(self, name: str, command: list[str], env: dict) -> subprocess.Popen:
+        with open(self.log_dir / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us, not them: we stop them in order
+            )
+        self.processes[name] = process
+        return process
+
+    def worker_boots(self) -> int:
+        """Gunicorn workers booted so far, all instances (more than one each: max_requests)."""
+        return sum(
+            path.read_text(errors="replace").count("Booting worker with pid")
+            for path in self.log_dir.glob("web*.log")
+        )
+
+    def log_tails(self, lines: int = 25) -> str:
+        tails = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"----- {path.name} -----\n" + "\n".join(text))
+        return "\n".join(tails)
+
+    def wait_until_healthy(self, url: str, name: str, deadline: float) -> None:
+        """Poll GET url until it answers 200; fail when the process dies or time runs out."""
+        process = self.processes[name]
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                last_error = f"{name} exited with status {process.returncode}"
+                break
+            try:
+                status, body = http_request("GET", url)
+                if status == 200:
+                    return
+                last_error = f"status {status}: {body[:200]!r}"
+            except OSError as exc:
+                last_error = str(exc)
+            time.sleep(0.1)
+        raise RuntimeError(f"{url} did not become healthy ({last_error}).\n{self.log_tails()}")
+
+    def stop(self) -> None:
+        """SIGTERM every process (nginx first), wait, then SIGKILL its group if it lingers."""
+        for process in reversed(list(self.processes.values())):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                # Its own session, so its group holds only what it started (gunicorn's workers).
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            finally:
+                # A master that died first may leave orphans in its group.
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def start_stack(stack: Stack, settings, env: dict) -> str:
+    """Start redis (maybe), the gunicorn instances and nginx; return nginx's base URL."""
+    from scripts.render_nginx import prepare_prefix, render_nginx
+
+    if not os.environ.get("REDIS_URL"):
+        redis_dir = stack.workdir / "redis"
+        redis_dir.mkdir()
+        redis_socket = redis_dir / "redis.sock"
+        redis_bin = shutil.which("redis-server") or "redis-server"
+        stack.start(
+            "redis",
+            [redis_bin, "--port", "0", "--unixsocket", str(redis_socket)]
+            + ["--unixsocketperm", "700", "--dir", str(redis_dir), "--save", "", "--appendonly"]
+            + ["no"],
+            env,
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not redis_socket.exists():
+            if stack.processes["redis"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start.\n{stack.log_tails()}")
+            time.sleep(0.05)
+        env["REDIS_URL"] = f"unix://{redis_socket}?db=0"
+
+    web_ports = [free_port() for _ in range(WEB_INSTANCES)]
+    nginx_port = free_port()
+    for i, port in enumerate(web_ports, start=1):
+        stack.start(
+            f"web{i}",
+            [sys.executable, "-m", "gunicorn", "-c", "project/gunicorn.conf.py"]
+            + ["project.wsgi:application", "--bind", f"127.0.0.1:{port}"],
+            env,
+        )
+
+    nginx_prefix = stack.workdir / "nginx"
+    prepare_prefix(nginx_prefix)
+    nginx_conf = nginx_prefix / "nginx.conf"
+    nginx_conf.write_text(
+        render_nginx(
+            listen_port=nginx_port,
+            upstream_ports=web_ports,
+            prefix=nginx_prefix,
+            static_root=Path(settings.STATIC_ROOT),
+            max_body_bytes=settings.MAX_UPLOAD_BYTES,
+        )
+    )
+    nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if nginx_bin is None:
+        raise RuntimeError("nginx is not installed; run ./scripts/setup.")
+    error_log = nginx_prefix / "logs" / "error.log"
+    stack.start(
+        "nginx",
+        [nginx_bin, "-p", str(nginx_prefix), "-c", str(nginx_conf), "-e", str(error_log)],
+        env,
+    )
+
+    deadline = time.monotonic() + STARTUP_SECONDS
+    for i, port in enumerate(web_ports, start=1):
+        stack.wait_until_healthy(f"http://127.0.0.1:{port}/healthz", f"web{i}", deadline)
+    url = f"http://127.0.0.1:{nginx_port}"
+    stack.wait_until_healthy(f"{url}/healthz", "nginx", deadline)
+    stack.instance_urls = [f"http://127.0.0.1:{port}" for port in web_ports]
+    return url
+
+
+# --- Payloads and checks ----------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    label: str
+    body_file: Path
+    content_type: str
+    connections: int
+    rows: int  # rows per request
+
+
+def write_payloads(frame, workdir: Path) -> dict[str, tuple[Path, str]]:
+    """The request bodies, written to files for wrk: name -> (path, content type)."""
+    records = frame.to_dict(orient="records")
+    bodies = {
+        "single": (json.dumps({"inputs": records[0]}, separators=(",", ":")), "application/json"),
+        "records": (json.dumps({"inputs": records}, separators=(",", ":")), "application/json"),
+        "columns": (
+            json.dumps(
+                {"columns": list(frame.columns), "data": frame.to_numpy().tolist()},
+                separators=(",", ":"),
+            ),
+            "application/json",
+        ),
+        "csv": (frame.to_csv(index=False), "text/csv"),
+    }
+    files = {}
+    for name, (text, content_type) in bodies.items():
+        path = workdir / f"{name}.body"
+        path.write_text(text)
+        files[name] = (path, content_type)
+    return files
+
+
+def check_answers(urls: list[str], path: str, token: str, payloads, expected) -> None:
+    """POST every body to every instance: all rows scored, same values as in this process.
+
+    This also loads the model into each instance before anything is timed.
+    """
+    import numpy as np
+
+    for url in urls:
+        for name, (body_file, content_type) in payloads.items():
+            status, body = http_request(
+                "POST",
+                url + path,
+                body=body_file.read_bytes(),
+                headers={"Authorization": f"Token {token}", "Content-Type": content_type},
+            )
+            if status != 200:
+                raise RuntimeError(f"{name} to {url}: status {status}: {body[:500]!r}")
+            answer = json.loads(body)
+            got = [answer["prediction"]] if name == "single" else answer["predictions"]
+            want = expected[:1] if name == "single" else expected
+            if answer["rows_failed"] or not np.allclose(got, want, rtol=1e-9, atol=1e-12):
+                raise RuntimeError(f"{name} to {url}: unexpected answer {body[:500]!r}")
+
+
+# --- Measuring --------------------------------------------------------------------------------
+
+
+def run_wrk(url: str, scenario: Scenario, token: str, seconds: float, verbose: bool) -> WrkResult:
+    threads = min(2, scenario.connections)
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{scenario.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        WRK_TIMEOUT,
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
+        "--",
+        str(scenario.body_file),
+        scenario.content_type,
+        token,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"wrk did not finish within {seconds + 60:g} s.") from None
+    finally:
+        if process.poll() is None:  # interrupted or timed out: wrk must not outlive us
+            process.kill()
+        process.wait()
+    if verbose:
+        print(stdout, stderr, sep="", file=sys.stderr)
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {stderr[-2000:]}")
+    return parse_wrk_output(stdout)
+
+
+def time_calls(function, seconds: float) -> list[float]:
+    """Call function() again and again for `seconds`; the duration of each call in seconds."""
+    durations = []
+    end = time.perf_counter() + seconds
+    while True:
+        started = time.perf_counter()
+        function()
+        finished = time.perf_counter()
+        durations.append(finished - started)
+        if finished >= end:
+            return durations
+
+
+def in_process(estimator, frame, seconds: float, warmup: float) -> dict:
+    """The same pipeline called directly in this process (one thread), single rows and a batch."""
+    single = frame.iloc[:1]
+    time_calls(lambda: estimator.predict(single), warmup / 2)
+    single_calls = time_calls(lambda: estimator.predict(single), seconds)
+    time_calls(lambda: estimator.predict(frame), warmup / 2)
+    batch_calls = time_calls(lambda: estimator.predict(frame), seconds)
+    return {
+        "single_calls_per_second": len(single_calls) / sum(single_calls),
+        "single_p50_ms": statistics.median(single_calls) * 1000,
+        "single_p99_ms": statistics.quantiles(single_calls, n=100)[98] * 1000,
+        "batch_rows_per_second": len(frame) * len(batch_calls) / sum(batch_calls),
+        "batch_p50_ms": statistics.median(batch_calls) * 1000,
+    }
+
+
+class CpuMeter:
+    """How much CPU the rest of the machine took while we measured (Linux /proc; else None).
+
+    Busy time of the whole machine minus that of this process and its descendants (the stack,
+    wrk, and the children they already reaped), in CPUs: 1.0 is one core kept busy.
+    """
+
+    def __init__(self):
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _machine(self) -> float:
+        with open("/proc/stat") as stat:
+            values = [int(value) for value in stat.readline().split()[1:9]]
+        # user nice system idle iowait irq softirq steal: idle and iowait are free; irq and
+        # softirq are mostly our own loopback traffic, which no process is charged with.
+        return (sum(values) - sum(values[3:7])) / self.tick
+
+    def _ours(self) -> float:
+        children: dict[int, list[int]] = {}
+        ticks: dict[int, int] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    text = stat.read()
+            except OSError:
+                continue  # gone meanwhile
+            fields = text[text.rindex(")") + 2 :].split()
+            pid = int(entry.name)
+            children.setdefault(int(fields[1]), []).append(pid)
+            ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        total, todo = 0, [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            total += ticks.get(pid, 0)
+            todo += children.get(pid, [])
+        return total / self.tick
+
+    def snapshot(self) -> tuple[float, float, float] | None:
+        try:
+            return time.monotonic(), self._machine(), self._ours()
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def other_cpus(self, before) -> float | None:
+        """CPUs' worth of time used by other processes since snapshot `before`."""
+        after = self.snapshot()
+        if before is None or after is None or after[0] <= before[0]:
+            return None
+        other = (after[1] - before[1]) - (after[2] - before[2])
+        return max(0.0, other / (after[0] - before[0]))
+
+
+# --- Report -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    label: str
+    unit: str
+    measured: float
+    in_process: float | None = None
+    target: str = ""
+    meets: bool | None = None
+    ratio: float | None = field(init=False)
+
+    def __post_init__(self):
+        self.ratio = self.measured / self.in_process if self.in_process else None
+
+
+def report_rows(results: dict[str, WrkResult], scenarios, limit: dict) -> list[Row]:
+    rows = []
+    for scenario in scenarios:
+        result = results[scenario.name]
+        if scenario.rows == 1:
+            c1 = scenario.connections == 1
+            rows += [
+                Row(
+                    f"{scenario.label}: throughput",
+                    "req/s",
+                    result.requests_per_second,
+                    limit["single_calls_per_second"],
+                ),
+                Row(
+                    f"{scenario.label}: p50",
+                    "ms",
+                    result.p50_ms,
+                    limit["single_p50_ms"],
+                    f"<= {TARGET_SINGLE_P50_MS:g} ms" if c1 else "",
+                    result.p50_ms <= TARGET_SINGLE_P50_MS if c1 else None,
+                ),
+                Row(f"{scenario.label}: p99", "ms", result.p99_ms, limit["single_p99_ms"]),
+            ]
+        else:
+            rows_per_second = result.requests_per_second * scenario.rows
+            is_json = scenario.content_type == "application/json"
+            rows += [
+                Row(
+                    f"{scenario.label}: throughput",
+                    "rows/s",
+                    rows_per_second,
+                    limit["batch_rows_per_second"],
+                    f">= {TARGET_BATCH_ROWS_PER_SECOND:,} rows/s" if is_json else "",
+                    rows_per_second >= TARGET_BATCH_ROWS_PER_SECOND if is_json else None,
+                ),
+                Row(f"{scenario.label}: p50", "ms", result.p50_ms, limit["batch_p50_ms"]),
+            ]
+    return rows
+
+
+def _figure(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("", "unit", "measured", "in-process", "ratio", "target")
+    lines = [
+        (
+            row.label,
+            row.unit,
+            _figure(row.measured),
+            _figure(row.in_process),
+            f"{row.ratio:.2f}" if row.ratio is not None else "-",
+            row.target + {True: "  met", False: "  MISSED", None: ""}[row.meets],
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+    aligned = []
+    for line in [header, *lines]:
+        cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(line[2:5], widths[2:5], strict=True)]
+        cells.append(line[5])
+        aligned.append("  ".join(cells).rstrip())
+    aligned.insert(1, "-" * len(aligned[0]))
+    return "\n".join(aligned)
+
+
+# --- Main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=10,
+        help="measuring time per figure, whole seconds for wrk (default 10)",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="warm-up time before each figure (default 2)"
+    )
+    parser.add_argument("--rows", type=int, default=1000, help="rows per batch (default 1000)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
+    parser.add_argument("--verbose", action="store_true", help="print wrk's own output")
+    parser.add_argument(
+        "--keep-logs", type=Path, metavar="DIR", help="copy the processes' logs here at the end"
+    )
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.warmup < 0 or args.rows < 1:
+        parser.error("--seconds must be > 0, --warmup >= 0 and --rows >= 1")
+    return args
+
+
+def _stop_on_signal(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench: wrk is missing; run ./scripts/bench (it installs wrk).", file=sys.stderr)
+        return 1
+    # Before numpy/scikit-learn load: the in-process figures are for one thread.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    import numpy as np
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from modelregistry import demo, loader
+
+    username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        print(f"bench: no user {username!r}; run ./scripts/setup first.", file=sys.stderr)
+        return 1
+    token = Token.objects.get_or_create(user=user)[0].key
+    version = loader.resolve_version(MODEL)
+    estimator = loader.get_predictor(version)
+    names = [feature["name"] for feature in version.input_schema["features"]]
+    frame = demo.house_prices_data(rows=args.rows, seed=2024)[names]
+    expected = np.asarray(estimator.predict(frame)).tolist()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
+    # Other work on the machine takes cores from the stack and wrk: say so next to the figures.
+    meter = CpuMeter()
+    before = meter.snapshot()
+    time.sleep(1)
+    background = meter.other_cpus(before)
+    if background is not None and background > BUSY_CPUS_WARNING:
+        print(
+            f"bench: warning: the machine is already busy ({background:.1f} of {os.cpu_count()} "
+            "CPUs in use before starting); the figures will be low and noisy.",
+            file=sys.stderr,
+        )
+    other_load: dict[str, float | None] = {}
+    restarts_during: dict[str, int] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="modelport-bench-"))
+    stack = Stack(workdir)
+    try:
+        payloads = write_payloads(frame, workdir)
+        env = {
+            **os.environ,
+            "WEB_WORKERS": "1",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("DJANGO_SETTINGS_MODULE", None)  # project.wsgi sets it
+        print(f"bench: starting redis, {WEB_INSTANCES} gunicorn instances, nginx ...", flush=True)
+        started = time.monotonic()
+        url = start_stack(stack, settings, env)
+        print(f"bench: ready at {url} in {time.monotonic() - started:.1f} s", flush=True)
+        path = f"/api/v1/models/{MODEL}/predict"
+        check_answers(stack.instance_urls, path, token, payloads, expected)
+
+        print(f"bench: in-process {MODEL} v{version.number}, 1 thread ...", flush=True)
+        before = meter.snapshot()
+        limit = in_process(estimator, frame, args.seconds, args.warmup)
+        other_load["in_process"] = meter.other_cpus(before)
+
+        batch = f"{args.rows:,}-row"
+        scenarios = [
+            Scenario("single_c1", "single-row JSON, c=1", *payloads["single"], 1, 1),
+            Scenario("single_c16", "single-row JSON, c=16", *payloads["single"], 16, 1),
+            Scenario("records_c4", f"{batch} JSON inputs, c=4", *payloads["records"], 4, args.rows),
+            Scenario(
+                "columns_c4", f"{batch} JSON columns, c=4", *payloads["columns"], 4, args.rows
+            ),
+            Scenario("csv_c4", f"{batch} CSV, c=4", *payloads["csv"], 4, args.rows),
+        ]
+        results: dict[str, WrkResult] = {}
+        for scenario in scenarios:
+            print(f"bench: {scenario.label} ...", flush=True)
+            if args.warmup:
+                run_wrk(url + path, scenario, token, args.warmup, args.verbose)
+            boots, before = stack.worker_boots(), meter.snapshot()
+            results[scenario.name] = result = run_wrk(
+                url + path, scenario, token, args.seconds, args.verbose
+            )
+            other_load[scenario.name] = meter.other_cpus(before)
+            restarts_during[scenario.name] = stack.worker_boots() - boots
+            if result.failures:
+                print(
+                    f"bench: {scenario.label}: {result.non_2xx} non-2xx (last status "
+                    f"{result.last_bad_status}), {result.bad_body} with failed rows, socket "
+                    f"errors {result.socket_errors}",
+                    file=sys.stderr,
+                )
+    except KeyboardInterrupt:
+        print("bench: interrupted; stopping.", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        stack.stop()
+        restarts = max(0, stack.worker_boots() - WEB_INSTANCES)
+        if args.keep_logs:
+            shutil.copytree(stack.log_dir, args.keep_logs, dirs_exist_ok=True)
+            nginx_logs = workdir / "nginx" / "logs"
+            if nginx_logs.is_dir():
+                shutil.copytree(nginx_logs, args.keep_logs / "nginx", dirs_exist_ok=True)
+            print(f"bench: logs copied to {args.keep_logs}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    rows = report_rows(results, scenarios, limit)
+    print()
+    print(
+        f"{MODEL} v{version.number}; {WEB_INSTANCES} gunicorn instances x 1 worker x "
+        f"{env.get('WEB_THREADS') or 4} threads behind nginx; {os.cpu_count()} CPUs; "
+        f"{args.seconds:g} s per figure after {args.warmup:g} s warm-up; CPUs busy before "
+        f"start: {'?' if background is None else f'{background:.2f}'} (other processes)"
+    )
+    if restarts:
+        during = ", ".join(f"{name} ({n})" for name, n in restarts_during.items() if n)
+        print(
+            f"gunicorn restarted {restarts} worker(s) during the run (max_requests); "
+            f"while measuring: {during or 'none'}"
+        )
+    print("in-process: the same pipeline's predict() on the same rows, 1 thread, no HTTP")
+    print(format_table(rows))
+    busy = {name: load for name, load in other_load.items() if load and load > BUSY_CPUS_WARNING}
+    if busy:
+        shown = ", ".join(f"{name} {load:.2f}" for name, load in busy.items())
+        print(f"warning: other processes kept CPUs busy while measuring: {shown}")
+    failures = {name: result.failures for name, result in results.items() if result.failures}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": MODEL,
+                    "version": version.number,
+                    "seconds": args.seconds,
+                    "warmup_seconds": args.warmup,
+                    "batch_rows": args.rows,
+                    "web_instances": WEB_INSTANCES,
+                    "cpus": os.cpu_count(),
+                    "busy_cpus_before_start": background,
+                    "gunicorn_worker_restarts": restarts,
+                    "worker_restarts_while_measuring": restarts_during,
+                    "other_cpus_while_measuring": other_load,
+                    "wrk": {
+                        name: {
+                            **asdict(result),
+                            "requests_per_second": result.requests_per_second,
+                        }
+                        for name, result in results.items()
+                    },
+                    "in_process": limit,
+                    "table": [asdict(row) for row in rows],
+                    "failures": failures,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        print(f"\nbench: results written to {args.json}")
+    if failures:
+        print(f"bench: FAILED responses in {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""bench/run.py's wrk output parser, on real wrk output (the benchmark itself is not a test)."""
+
+import pytest
+
+from bench.run import parse_wrk_output
+
+# wrk 4.1.0 --latency with bench/post.lua: single rows at c=1 through nginx.
+GOOD_RUN = """\
+Running 1s test @ http://127.0.0.1:47371/api/v1/models/house-prices/predict
+  1 threads and 1 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    40.73ms    9.37ms  59.48ms   75.00%
+    Req/Sec    23.40      5.10    30.00     60.00%
+  Latency Distribution
+     50%   40.37ms
+     75%   47.35ms
+     90%   52.16ms
+     99%   59.48ms
+  24 requests in 1.02s, 12.82KB read
+Requests/sec:     23.55
+Transfer/sec:     12.58KB
+BENCH_RESULT {"requests": 24, "duration_us": 1019063, "bytes": 13128, "good": 24, \
+"non_2xx": 0, "bad_body": 0, "last_bad_status": 0, "socket_errors": {"connect": 0, "read": 0, \
+"write": 0, "timeout": 0}, "latency_us": {"mean": 40733.8, "max": 59483.0, "p50": 40370.0, \
+"p90": 52163.0, "p99": 59483.0}}
+"""
+
+# The same script against a server that answers 501 to every POST.
+FAILED_RUN = """\
+Running 1s test @ http://127.0.0.1:18765/
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.28ms    2.05ms   9.95ms   83.24%
+    Req/Sec     0.98k   306.40     1.45k    60.00%
+  Latency Distribution
+     50%    1.07ms
+     75%    3.65ms
+     90%    5.28ms
+     99%    8.20ms
+  982 requests in 1.00s, 532.62KB read
+  Non-2xx or 3xx responses: 982
+Requests/sec:    980.78
+Transfer/sec:    531.96KB
+BENCH_RESULT {"requests": 982, "duration_us": 1001243, "bytes": 545406, "good": 0, \
+"non_2xx": 982, "bad_body": 0, "last_bad_status": 501, "socket_errors": {"connect": 0, \
+"read": 0, "write": 0, "timeout": 0}, "latency_us": {"mean": 2277.2, "max": 9947.0, \
+"p50": 1066.0, "p90": 5279.0, "p99": 8198.0}}
+"""
+
+
+def test_parses_the_figures_of_a_good_run():
+    result = parse_wrk_output(GOOD_RUN)
+    assert result.requests == result.good == 24
+    assert result.requests_per_second == pytest.approx(23.55, abs=0.01)  # as wrk printed it
+    assert result.p50_ms == pytest.approx(40.37)
+    assert result.p90_ms == pytest.approx(52.163)
+    assert result.p99_ms == pytest.approx(59.483)
+    assert result.failures == 0
+
+
+def test_counts_failed_responses():
+    result = parse_wrk_output(FAILED_RUN)
+    assert (result.non_2xx, result.last_bad_status) == (982, 501)
+    assert result.failures == 982
+    assert result.p50_ms == pytest.approx(1.066)
+
+
+def test_output_without_the_result_line_is_an_error():
+    without = "\n".join(line for line in GOOD_RUN.splitlines() if "BENCH_RESULT" not in line)
+    with pytest.raises(ValueError, match="BENCH_RESULT"):
+        parse_wrk_output(without)
