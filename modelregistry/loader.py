@@ -28,6 +28,7 @@ from .errors import (
     ModelUnavailable,
     NoDefaultVersion,
     PickleNotAllowed,
+    ServingError,
     UntrustedType,
     VersionNotFound,
 )
@@ -249,3 +250,29 @@ def clear_caches() -> None:
     model_cache.clear()
     with _pointer_lock:
         _pointer_cache.clear()
+
+
+def warm_defaults() -> None:
+    """Load the default version of every model into this process's cache (at worker start).
+
+    Only a head start: a version that cannot load, or a database that cannot be reached, is
+    logged and left for the first request to report.
+    """
+    from django.db import DatabaseError, connection
+
+    try:
+        defaults = list(
+            ModelVersion.objects.select_related("registered_model").filter(
+                is_default=True, status=VersionStatus.READY
+            )[: settings.MODEL_CACHE_SIZE]
+        )
+    except DatabaseError as exc:
+        logger.warning("could not list the default models to preload: %s", exc)
+        return
+    finally:
+        connection.close()  # this thread serves no request; don't keep its connection open
+    for version in defaults:
+        try:
+            model_cache.get(version)
+        except ServingError as exc:
+            logger.warning("could not preload %s: %s", version, exc.detail)

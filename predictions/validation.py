@@ -116,6 +116,43 @@ def _unknown_category(values: pd.Series, feature: dict):
     return unknown, "unknown_category", f"not one of the known categories ({shown})"
 
 
+def _all_rows_clean(frame: pd.DataFrame, schema: dict, *, max_string_length: int):
+    """The features ready for `predict` when every value is plainly good, else None.
+
+    One cheap pass per column on its numpy array instead of the per-column pandas passes
+    below: the common case (every feature present, numbers finite, text within the known
+    categories) costs a fraction of them. Anything unusual returns None and gets the full
+    check, which names each problem.
+    """
+    features = schema["features"]
+    names = [feature["name"] for feature in features]
+    if not set(names) <= set(frame.columns):
+        return None
+    converted = {}
+    for feature in features:
+        values = frame[feature["name"]].to_numpy()
+        levels = feature.get("categories")
+        strict = bool(levels) and feature.get("handle_unknown", "error") not in UNKNOWN_TOLERANT
+        if feature["type"] == "number":
+            if values.dtype.kind not in "fiu" or strict:
+                return None
+            if values.dtype.kind != "f" or values.dtype.itemsize != 8:
+                converted[feature["name"]] = values.astype("float64")
+            if not np.isfinite(values).all():
+                return None  # NaN (maybe a null the model takes) or infinity: check in full
+        else:
+            if not all(type(value) is str for value in values):
+                return None
+            if len(values) and max(map(len, values)) > max_string_length:
+                return None
+            if strict and not set(values) <= set(levels):
+                return None
+    table = frame if list(frame.columns) == names else frame[names]
+    if converted:
+        table = table.assign(**converted)
+    return table.reset_index(drop=True)
+
+
 def check_rows(
     frame: pd.DataFrame,
     schema: dict,
@@ -136,6 +173,10 @@ def check_rows(
     names = [feature["name"] for feature in schema["features"]]
     known = set(names)
     ignored = _ignored_fields(frame, known)
+    if not failed_rows and not absent:
+        clean = _all_rows_clean(frame, schema, max_string_length=max_string_length)
+        if clean is not None:
+            return CheckedRows(clean, np.arange(rows), [], ignored, rows)
     row_bad = np.zeros(rows, dtype=bool)
     for error in failed_rows:
         row_bad[error["row"]] = True

@@ -29,8 +29,10 @@ graceful_timeout = 30
 
 # Recycle workers now and then so slow leaks (e.g. in native code) cannot pile up;
 # the jitter keeps the workers of all instances from restarting at the same moment.
-max_requests = 2000
-max_requests_jitter = 200
+# Recycle a worker now and then (a guard against slow leaks); 0 turns it off. Rarely: the new
+# worker must load Django and the models before it answers quickly again.
+max_requests = _env_int("WEB_MAX_REQUESTS", 50_000)
+max_requests_jitter = max_requests // 10
 
 # Several instances run on one machine and would share the default control socket path;
 # nothing here uses gunicornc.
@@ -39,3 +41,10 @@ control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
+
+
+def post_worker_init(worker):
+    """Load every default model before the worker takes requests, not on the first one."""
+    from modelregistry import loader
+
+    loader.warm_defaults()

@@ -130,3 +130,10 @@ def test_pointer_cache_keeps_old_default_until_cleared(
     assert loader.resolve_version("house-prices").pk == registered_version.pk
     loader.clear_caches()
     assert loader.resolve_version("house-prices").pk == second.pk
+
+
+def test_warm_defaults_loads_every_default_version(registered_version):
+    loader.clear_caches()
+    assert registered_version.pk not in loader.model_cache
+    loader.warm_defaults()
+    assert registered_version.pk in loader.model_cache
