@@ -105,3 +105,16 @@ def test_versions_are_read_only_in_admin(admin_session, registered_version):
     assert (registered_version.number, registered_version.notes) == (1, "")
     delete = admin_session.get(f"/admin/modelregistry/modelversion/{registered_version.pk}/delete/")
     assert delete.status_code == 403
+
+
+def test_job_admin_lists_jobs_read_only(admin_client, registered_version):
+    from predictions.models import PredictionJob
+
+    job = PredictionJob.objects.create(
+        version=registered_version, input_name="rows.csv", input_format="csv", input_bytes=10
+    )
+    listing = admin_client.get("/admin/predictions/predictionjob/")
+    assert listing.status_code == 200 and str(job.id) in listing.content.decode()
+    detail = admin_client.get(f"/admin/predictions/predictionjob/{job.id}/change/")
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content
+    assert admin_client.get("/admin/predictions/predictionjob/add/").status_code == 403
