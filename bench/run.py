@@ -1,8 +1,8 @@
 """Benchmark the prediction API through nginx, next to the in-process limit of the same model.
 
-Starts the stack the way scripts/run does, but on free ports and in a temp dir: its own
-redis-server (unless REDIS_URL is set), two gunicorn instances (project/gunicorn.conf.py with
-WEB_WORKERS=1) and nginx (scripts/render_nginx.py), against the normal database that
+Starts the stack the way scripts/run does, but on free ports and in a temp dir (bench/stack.py):
+its own redis-server (unless REDIS_URL is set), two gunicorn instances (project/gunicorn.conf.py
+with WEB_WORKERS=1) and nginx (scripts/render_nginx.py), against the normal database that
 scripts/setup prepared. Then wrk (bench/post.lua) posts single rows and 1,000-row batches (JSON
 records, JSON columns/data, CSV) for a bounded time each, and the same pipeline is timed in this
 process. Every process started here is stopped by PID at the end, on errors and on Ctrl-C too.
@@ -11,30 +11,34 @@ Run it with ./scripts/bench (which sets up and installs wrk); see bench/README.m
 """
 
 import argparse
-import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.stack import (
+    BUSY_CPUS_WARNING,
+    MODEL,
+    WEB_INSTANCES,
+    CpuMeter,
+    Stack,
+    admin_token,
+    http_request,
+    ignore_signals,
+    setup_django,
+    stack_env,
+    start_stack,
+    stop_on_signals,
+)
+
 LUA_SCRIPT = Path(__file__).resolve().parent / "post.lua"
 RESULT_PREFIX = "BENCH_RESULT "
-MODEL = "house-prices"  # the demo model scripts/setup registers; its rows come from demo.py
-WEB_INSTANCES = 2
-STARTUP_SECONDS = 90
-# Warn when other processes keep this many CPUs busy before starting or while measuring.
-BUSY_CPUS_WARNING = 0.25
-STOP_SECONDS = 15
 # wrk's default (2 s) would count a slow batch as a timeout instead of measuring it.
 WRK_TIMEOUT = "30s"
 
@@ -97,168 +101,6 @@ def parse_wrk_output(text: str) -> WrkResult:
         p99_ms=latency["p99"] / 1000,
         max_ms=latency["max"] / 1000,
     )
-
-
-# --- Processes --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http_request(method: str, url: str, *, body: bytes | None = None, headers=None):
-    """(status, body) of one request on a fresh connection."""
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request(method, parts.path or "/", body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-class Stack:
-    """The processes this run started, their logs, and how to stop them."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.log_dir = workdir / "logs"
-        self.log_dir.mkdir()
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.instance_urls: list[str] = []
-
-    def start(self, name: str, command: list[str], env: dict) -> subprocess.Popen:
-        with open(self.log_dir / f"{name}.log", "wb") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us, not them: we stop them in order
-            )
-        self.processes[name] = process
-        return process
-
-    def worker_boots(self) -> int:
-        """Gunicorn workers booted so far, all instances (more than one each: max_requests)."""
-        return sum(
-            path.read_text(errors="replace").count("Booting worker with pid")
-            for path in self.log_dir.glob("web*.log")
-        )
-
-    def log_tails(self, lines: int = 25) -> str:
-        tails = []
-        for path in sorted(self.log_dir.glob("*.log")):
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            tails.append(f"----- {path.name} -----\n" + "\n".join(text))
-        return "\n".join(tails)
-
-    def wait_until_healthy(self, url: str, name: str, deadline: float) -> None:
-        """Poll GET url until it answers 200; fail when the process dies or time runs out."""
-        process = self.processes[name]
-        last_error = "no answer"
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                last_error = f"{name} exited with status {process.returncode}"
-                break
-            try:
-                status, body = http_request("GET", url)
-                if status == 200:
-                    return
-                last_error = f"status {status}: {body[:200]!r}"
-            except OSError as exc:
-                last_error = str(exc)
-            time.sleep(0.1)
-        raise RuntimeError(f"{url} did not become healthy ({last_error}).\n{self.log_tails()}")
-
-    def stop(self) -> None:
-        """SIGTERM every process (nginx first), wait, then SIGKILL its group if it lingers."""
-        for process in reversed(list(self.processes.values())):
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                # Its own session, so its group holds only what it started (gunicorn's workers).
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            finally:
-                # A master that died first may leave orphans in its group.
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-
-def start_stack(stack: Stack, settings, env: dict) -> str:
-    """Start redis (maybe), the gunicorn instances and nginx; return nginx's base URL."""
-    from scripts.render_nginx import prepare_prefix, render_nginx
-
-    if not os.environ.get("REDIS_URL"):
-        redis_dir = stack.workdir / "redis"
-        redis_dir.mkdir()
-        redis_socket = redis_dir / "redis.sock"
-        redis_bin = shutil.which("redis-server") or "redis-server"
-        stack.start(
-            "redis",
-            [redis_bin, "--port", "0", "--unixsocket", str(redis_socket)]
-            + ["--unixsocketperm", "700", "--dir", str(redis_dir), "--save", "", "--appendonly"]
-            + ["no"],
-            env,
-        )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not redis_socket.exists():
-            if stack.processes["redis"].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start.\n{stack.log_tails()}")
-            time.sleep(0.05)
-        env["REDIS_URL"] = f"unix://{redis_socket}?db=0"
-
-    web_ports = [free_port() for _ in range(WEB_INSTANCES)]
-    nginx_port = free_port()
-    for i, port in enumerate(web_ports, start=1):
-        stack.start(
-            f"web{i}",
-            [sys.executable, "-m", "gunicorn", "-c", "project/gunicorn.conf.py"]
-            + ["project.wsgi:application", "--bind", f"127.0.0.1:{port}"],
-            env,
-        )
-
-    nginx_prefix = stack.workdir / "nginx"
-    prepare_prefix(nginx_prefix)
-    nginx_conf = nginx_prefix / "nginx.conf"
-    nginx_conf.write_text(
-        render_nginx(
-            listen_port=nginx_port,
-            upstream_ports=web_ports,
-            prefix=nginx_prefix,
-            static_root=Path(settings.STATIC_ROOT),
-            max_body_bytes=settings.MAX_UPLOAD_BYTES,
-        )
-    )
-    nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if nginx_bin is None:
-        raise RuntimeError("nginx is not installed; run ./scripts/setup.")
-    error_log = nginx_prefix / "logs" / "error.log"
-    stack.start(
-        "nginx",
-        [nginx_bin, "-p", str(nginx_prefix), "-c", str(nginx_conf), "-e", str(error_log)],
-        env,
-    )
-
-    deadline = time.monotonic() + STARTUP_SECONDS
-    for i, port in enumerate(web_ports, start=1):
-        stack.wait_until_healthy(f"http://127.0.0.1:{port}/healthz", f"web{i}", deadline)
-    url = f"http://127.0.0.1:{nginx_port}"
-    stack.wait_until_healthy(f"{url}/healthz", "nginx", deadline)
-    stack.instance_urls = [f"http://127.0.0.1:{port}" for port in web_ports]
-    return url
 
 
 # --- Payloads and checks ----------------------------------------------------------------------
@@ -389,60 +231,6 @@ def in_process(estimator, frame, seconds: float, warmup: float) -> dict:
     }
 
 
-class CpuMeter:
-    """How much CPU the rest of the machine took while we measured (Linux /proc; else None).
-
-    Busy time of the whole machine minus that of this process and its descendants (the stack,
-    wrk, and the children they already reaped), in CPUs: 1.0 is one core kept busy.
-    """
-
-    def __init__(self):
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def _machine(self) -> float:
-        with open("/proc/stat") as stat:
-            values = [int(value) for value in stat.readline().split()[1:9]]
-        # user nice system idle iowait irq softirq steal: idle and iowait are free; irq and
-        # softirq are mostly our own loopback traffic, which no process is charged with.
-        return (sum(values) - sum(values[3:7])) / self.tick
-
-    def _ours(self) -> float:
-        children: dict[int, list[int]] = {}
-        ticks: dict[int, int] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    text = stat.read()
-            except OSError:
-                continue  # gone meanwhile
-            fields = text[text.rindex(")") + 2 :].split()
-            pid = int(entry.name)
-            children.setdefault(int(fields[1]), []).append(pid)
-            ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        total, todo = 0, [os.getpid()]
-        while todo:
-            pid = todo.pop()
-            total += ticks.get(pid, 0)
-            todo += children.get(pid, [])
-        return total / self.tick
-
-    def snapshot(self) -> tuple[float, float, float] | None:
-        try:
-            return time.monotonic(), self._machine(), self._ours()
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def other_cpus(self, before) -> float | None:
-        """CPUs' worth of time used by other processes since snapshot `before`."""
-        after = self.snapshot()
-        if before is None or after is None or after[0] <= before[0]:
-            return None
-        other = (after[1] - before[1]) - (after[2] - before[2])
-        return max(0.0, other / (after[0] - before[0]))
-
-
 # --- Report -----------------------------------------------------------------------------------
 
 
@@ -558,44 +346,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _stop_on_signal(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench: wrk is missing; run ./scripts/bench (it installs wrk).", file=sys.stderr)
         return 1
-    # Before numpy/scikit-learn load: the in-process figures are for one thread.
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = "1"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    setup_django()  # before numpy/scikit-learn load: the in-process figures are for one thread
     import numpy as np
     from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from modelregistry import demo, loader
 
-    username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
-    user = get_user_model().objects.filter(username=username).first()
-    if user is None:
-        print(f"bench: no user {username!r}; run ./scripts/setup first.", file=sys.stderr)
+    token = admin_token()
+    if token is None:
         return 1
-    token = Token.objects.get_or_create(user=user)[0].key
     version = loader.resolve_version(MODEL)
     estimator = loader.get_predictor(version)
     names = [feature["name"] for feature in version.input_schema["features"]]
     frame = demo.house_prices_data(rows=args.rows, seed=2024)[names]
     expected = np.asarray(estimator.predict(frame)).tolist()
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop_on_signal)
+    stop_on_signals()
     # Other work on the machine takes cores from the stack and wrk: say so next to the figures.
     meter = CpuMeter()
     before = meter.snapshot()
@@ -613,13 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(workdir)
     try:
         payloads = write_payloads(frame, workdir)
-        env = {
-            **os.environ,
-            "WEB_WORKERS": "1",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("DJANGO_SETTINGS_MODULE", None)  # project.wsgi sets it
+        env = stack_env()
         print(f"bench: starting redis, {WEB_INSTANCES} gunicorn instances, nginx ...", flush=True)
         started = time.monotonic()
         url = start_stack(stack, settings, env)
@@ -667,15 +432,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        ignore_signals()  # a second Ctrl-C must not cut this short
         stack.stop()
         restarts = max(0, stack.worker_boots() - WEB_INSTANCES)
         if args.keep_logs:
-            shutil.copytree(stack.log_dir, args.keep_logs, dirs_exist_ok=True)
-            nginx_logs = workdir / "nginx" / "logs"
-            if nginx_logs.is_dir():
-                shutil.copytree(nginx_logs, args.keep_logs / "nginx", dirs_exist_ok=True)
+            stack.copy_logs(args.keep_logs)
             print(f"bench: logs copied to {args.keep_logs}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -328,7 +328,15 @@ def read_csv(body: bytes, charset: str | None = None) -> ParsedInput:
             f"The CSV header repeats the column(s) {', '.join(duplicated)[:200]}."
         )
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True)
+        # pandas reads UTF-8 bytes faster than the decoded text (once decoding has proved them).
+        is_utf8 = (charset or "utf-8").lower().replace("_", "-") == "utf-8"
+        source = io.BytesIO(body) if is_utf8 else io.StringIO(text)
+        frame = pd.read_csv(
+            source,
+            sep=delimiter,
+            skipinitialspace=True,
+            encoding="utf-8-sig" if is_utf8 else None,
+        )
     except pd.errors.ParserError as exc:
         raise MalformedRequest(f"The CSV body cannot be read: {str(exc).strip()[:200]}") from None
     except pd.errors.EmptyDataError:

@@ -179,7 +179,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Enqueue at once: services save (and commit) the job row first, then enqueue, so a failed
 # enqueue can be undone and reported instead of being lost after the response.
-RQ = {"COMMIT_MODE": "auto"}
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "predictions.worker.ModelportWorker"}
 RQ_QUEUES = {
     "default": {
         "URL": REDIS_URL,
@@ -200,7 +200,7 @@ PICKLE_VALIDATION_TIMEOUT_SECONDS = env_int("PICKLE_VALIDATION_TIMEOUT_SECONDS",
 # Predictions
 PREDICT_SYNC_MAX_ROWS = env_int("PREDICT_SYNC_MAX_ROWS", 10_000, minimum=1)
 PREDICT_SYNC_MAX_BYTES = env_int("PREDICT_SYNC_MAX_BYTES", 8 * 1024**2, minimum=1)
-PREDICT_CHUNK_ROWS = env_int("PREDICT_CHUNK_ROWS", 5_000, minimum=1)
+PREDICT_CHUNK_ROWS = env_int("PREDICT_CHUNK_ROWS", 200_000, minimum=1)
 PREDICT_MAX_STRING_LENGTH = env_int("PREDICT_MAX_STRING_LENGTH", 1_000, minimum=1)
 PREDICT_THROTTLE_RATE = env_str("PREDICT_THROTTLE_RATE", "") or None
 MODELPORT_PUBLIC_PREDICTIONS = env_bool("MODELPORT_PUBLIC_PREDICTIONS", False)

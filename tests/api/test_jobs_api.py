@@ -282,3 +282,15 @@ def test_a_step_over_the_timeout_fails_the_job(slow_model, api_client, settings,
     job = api_client.get(response["Location"]).json()
     assert job["status"] == "failed"
     assert "JOB_TIMEOUT_SECONDS" in job["failure_reason"]
+
+
+def test_the_worker_loads_default_models_before_it_forks(registered_version, empty_queue):
+    from modelregistry import loader
+    from predictions.worker import ModelportWorker
+
+    loader.clear_caches()
+    worker = ModelportWorker(
+        [empty_queue], connection=empty_queue.connection, serializer=JSONSerializer
+    )
+    worker.work(burst=True)
+    assert registered_version.pk in loader.model_cache

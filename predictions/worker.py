@@ -1,0 +1,15 @@
+"""The RQ worker class: loads the default models once, before it forks work horses.
+
+RQ runs every job in a freshly forked horse, so a model loaded inside a job is loaded again by
+the next one. Loaded in the worker itself, it is inherited by every horse (copy-on-write).
+"""
+
+from rq import Worker
+
+from modelregistry import loader
+
+
+class ModelportWorker(Worker):
+    def work(self, *args, **kwargs):
+        loader.warm_defaults()
+        return super().work(*args, **kwargs)
