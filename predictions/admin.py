@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import PredictionJob
+from .models import PredictionJob, RequestLog
 
 
 @admin.register(PredictionJob)
@@ -22,6 +22,33 @@ class PredictionJobAdmin(admin.ModelAdmin):
     search_fields = ["id", "request_id", "owner__username", "input_name"]
     list_select_related = ["version__registered_model", "owner"]
     exclude = ["plan"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RequestLog)
+class RequestLogAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "method",
+        "endpoint",
+        "model_name",
+        "version_number",
+        "status_code",
+        "error_code",
+        "rows",
+        "rows_failed",
+        "latency_ms",
+        "client",
+        "request_id",
+    ]
+    list_filter = ["model_name", "version_number", "status_code", "endpoint", "created_at"]
+    search_fields = ["request_id", "client", "error_code"]
+    date_hierarchy = "created_at"
 
     def has_add_permission(self, request) -> bool:
         return False

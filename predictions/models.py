@@ -78,3 +78,29 @@ class PredictionJob(models.Model):
         if not self.rows_total:
             return 0.0
         return min(1.0, self.rows_done / self.rows_total)
+
+
+class RequestLog(models.Model):
+    """One row per API request that reached Django, errors included; never the input itself."""
+
+    created_at = models.DateTimeField(db_index=True)
+    request_id = models.CharField(max_length=128)
+    method = models.CharField(max_length=10)
+    endpoint = models.CharField(max_length=60, help_text="The URL's name, e.g. predict.")
+    model_name = models.CharField(max_length=100, blank=True)
+    version_number = models.PositiveIntegerField(null=True, blank=True)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    rows_failed = models.PositiveIntegerField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=60, blank=True)
+    latency_ms = models.FloatField()
+    client = models.CharField(max_length=150, blank=True, help_text="The token's user.")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    job_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["model_name", "version_number", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.endpoint} {self.status_code} ({self.request_id})"

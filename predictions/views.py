@@ -20,6 +20,7 @@ from .errors import (
     problem,
     problem_response,
 )
+from .middleware import note_request
 from .models import JobStatus, PredictionJob
 from .openapi import job_schema, predict_schema
 from .permissions import PredictPermission
@@ -37,6 +38,7 @@ class PredictionView(APIView):
 
 
 def _job_accepted(request, job: PredictionJob) -> Response:
+    note_request(request, job_id=job.id)
     body = JobOutput(job, context={"request": request}).data
     return Response(body, status=202, headers={"Location": body["url"]})
 
@@ -57,6 +59,7 @@ class PredictView(PredictionView):
     @predict_schema
     def post(self, request, name, number=None):
         version = services.servable_version(name, number)
+        note_request(request, version_number=version.number)
         received = uploads.receive(request)
         if received.job_input is not None:
             job = services.submit_job(
@@ -74,6 +77,7 @@ class PredictView(PredictionView):
             parsed=parsed,
             return_probabilities=parsed.return_probabilities or asked,
         )
+        note_request(request, rows=result.rows, rows_failed=result.rows_failed)
         body = prediction_body(result, parsed, request.request_id)
         if result.rows_failed < result.rows:
             return Response(body)
@@ -88,6 +92,7 @@ class JobCreateView(PredictionView):
     @job_schema
     def post(self, request, name, number=None):
         version = services.servable_version(name, number)
+        note_request(request, version_number=version.number)
         received = uploads.receive(request, as_job=True)
         job = services.submit_job(
             version=version,
@@ -117,8 +122,12 @@ def get_job(request, job_id) -> PredictionJob:
     if not request.user.is_staff:
         jobs = jobs.filter(owner_id=request.user.pk)
     job = jobs.filter(pk=job_id).first()
+    note_request(request, job_id=job_id)
     if job is None:
         raise JobNotFound(f"No job {job_id} that you can see.")
+    note_request(
+        request, model_name=job.version.registered_model.name, version_number=job.version.number
+    )
     return job
 
 

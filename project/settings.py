@@ -107,6 +107,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "predictions.middleware.RequestLogMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -211,6 +212,7 @@ JOB_CHUNK_ROWS = env_int("JOB_CHUNK_ROWS", 100_000, minimum=1)
 JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=1)
 JOB_MAX_JSON_BYTES = env_int("JOB_MAX_JSON_BYTES", 64 * 1024**2, minimum=1)
 RESULT_TTL_DAYS = env_int("RESULT_TTL_DAYS", 7, minimum=1)
+REQUEST_LOG_RETENTION_DAYS = env_int("REQUEST_LOG_RETENTION_DAYS", 30, minimum=1)
 RESULTS_PAGE_SIZE = env_int("RESULTS_PAGE_SIZE", 1000, minimum=1)
 RESULTS_MAX_PAGE_SIZE = env_int("RESULTS_MAX_PAGE_SIZE", 10_000, minimum=1)
 
