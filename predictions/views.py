@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from modelregistry.models import RegisteredModel
 
-from . import jobfiles, services, uploads
+from . import jobfiles, readiness, services, uploads
 from .errors import (
     PROBLEM_CONTENT_TYPE,
     InvalidInput,
@@ -218,8 +218,25 @@ class JobErrorsView(APIView):
 
 
 def health(request):
-    """Liveness: this instance answers. Readiness checks come with monitoring."""
+    """Liveness: this process answers (no dependencies checked)."""
     return JsonResponse({"status": "ok"})
+
+
+def ready(request):
+    """Readiness: 200 when the database, Redis and every default model are usable, else a
+    503 problem naming the failing parts (with every check's state in `checks`)."""
+    checks = readiness.check_all()
+    failing = readiness.failing_parts(checks)
+    if not failing:
+        return JsonResponse({"status": "ok", "checks": checks})
+    body = problem(
+        status=503,
+        code="not_ready",
+        title="Not ready",
+        detail=f"Not ready: {', '.join(failing)}.",
+        request=request,
+    )
+    return JsonResponse({**body, "checks": checks}, status=503, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def not_found(request, exception=None):

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", prediction_views.health, name="health"),
+    path("readyz", prediction_views.ready, name="ready"),
 ]
 
 handler400 = "predictions.views.bad_request"
