@@ -37,7 +37,15 @@ class PredictionView(APIView):
     throttle_classes = [PredictThrottle]
 
 
-def _job_accepted(request, job: PredictionJob) -> Response:
+def _submit_job(request, version, job_input) -> Response:
+    """Queue a job for the input and answer 202 with it (its URL in Location)."""
+    job = services.submit_job(
+        version=version,
+        job_input=job_input,
+        owner=request.user,
+        request_id=request.request_id,
+        id_column=_id_column(request),
+    )
     note_request(request, job_id=job.id)
     body = JobOutput(job, context={"request": request}).data
     return Response(body, status=202, headers={"Location": body["url"]})
@@ -62,14 +70,7 @@ class PredictView(PredictionView):
         note_request(request, version_number=version.number)
         received = uploads.receive(request)
         if received.job_input is not None:
-            job = services.submit_job(
-                version=version,
-                job_input=received.job_input,
-                owner=request.user,
-                request_id=request.request_id,
-                id_column=_id_column(request),
-            )
-            return _job_accepted(request, job)
+            return _submit_job(request, version, received.job_input)
         parsed = received.parsed
         asked = request.query_params.get("probabilities", "").lower() in TRUE_VALUES
         result = services.predict(
@@ -94,14 +95,7 @@ class JobCreateView(PredictionView):
         version = services.servable_version(name, number)
         note_request(request, version_number=version.number)
         received = uploads.receive(request, as_job=True)
-        job = services.submit_job(
-            version=version,
-            job_input=received.job_input,
-            owner=request.user,
-            request_id=request.request_id,
-            id_column=_id_column(request),
-        )
-        return _job_accepted(request, job)
+        return _submit_job(request, version, received.job_input)
 
 
 def _all_rows_failed(body: dict, request) -> dict:
