@@ -273,3 +273,18 @@ def model_name() -> str:
     default" for a second, so a name reused right after the database is flushed would point
     them at a version that no longer exists."""
     return f"house-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def promoted_model(e2e_stack, model_name, house_artifact, house_sample) -> str:
+    """The house-prices test model registered as `model_name`, v1 promoted; returns the name.
+
+    Rows are committed (tests use django_db(transaction=True)) so every process sees them.
+    """
+    from modelregistry import services as registry_services
+
+    version = registry_services.register_version(
+        model_name=model_name, artifact=house_artifact, filename="house.skops", sample=house_sample
+    )
+    registry_services.set_default_version(version=version)
+    return model_name

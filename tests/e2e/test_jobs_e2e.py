@@ -12,7 +12,6 @@ from rq import Worker
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
-from modelregistry import services as registry_services
 from modelregistry.demo import house_prices_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -21,13 +20,12 @@ JOB_DEADLINE_SECONDS = 120
 
 
 @pytest.fixture
-def client_headers(e2e_stack, model_name, house_artifact, house_sample, django_user_model):
-    version = registry_services.register_version(
-        model_name=model_name, artifact=house_artifact, filename="h.skops", sample=house_sample
-    )
-    registry_services.set_default_version(version=version)
+def client_headers(promoted_model, django_user_model):
     user = django_user_model.objects.create_user("e2e-jobs", password="x")
-    return {"Authorization": f"Token {Token.objects.create(user=user).key}", "X-Model": model_name}
+    return {
+        "Authorization": f"Token {Token.objects.create(user=user).key}",
+        "X-Model": promoted_model,
+    }
 
 
 def submit(stack, body: bytes, headers, **kwargs):

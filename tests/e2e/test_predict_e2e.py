@@ -15,18 +15,11 @@ SWAP_DEADLINE_SECONDS = 15
 
 
 @pytest.fixture
-def served(e2e_stack, model_name, house_artifact, house_sample, django_user_model):
-    """house-prices v1 promoted, and the headers of a staff client, visible to every process."""
-    version = registry_services.register_version(
-        model_name=model_name,
-        artifact=house_artifact,
-        filename="house.skops",
-        sample=house_sample,
-    )
-    registry_services.set_default_version(version=version)
+def served(promoted_model, django_user_model):
+    """The headers of a staff client for the promoted test model."""
     user = django_user_model.objects.create_user("e2e-staff", password="x", is_staff=True)
     token = Token.objects.create(user=user)
-    return {"Authorization": f"Token {token.key}", "X-Model": model_name}
+    return {"Authorization": f"Token {token.key}", "X-Model": promoted_model}
 
 
 def post(stack, body, headers, content_type="application/json", path=None, **kwargs):

@@ -10,8 +10,6 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from modelregistry import services as registry_services
-
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 USERNAME = "web-user"
@@ -34,15 +32,8 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-def served(e2e_stack, model_name, house_artifact, house_sample, django_user_model):
-    """A house-prices model (v1 promoted) and a user with a password, seen by every process."""
-    version = registry_services.register_version(
-        model_name=model_name,
-        artifact=house_artifact,
-        filename="house.skops",
-        sample=house_sample,
-    )
-    registry_services.set_default_version(version=version)
+def served(promoted_model, django_user_model):
+    """The promoted test model and a user with a password, seen by every process."""
     django_user_model.objects.create_user(USERNAME, password=PASSWORD)
 
 
