@@ -2,7 +2,7 @@
 
 Starts the stack of bench/stack.py (always with its own redis-server, so that only the workers
 started here take the jobs), writes the CSV once into a temp dir, and for each worker count
-starts that many `manage.py rqworker` processes, submits the CSV through nginx
+starts that many `scripts/worker` processes (RQ workers), submits the CSV through nginx
 (POST /api/v1/models/house-prices/jobs, multipart field `file`), polls the job until it has
 succeeded (bounded by a deadline), downloads the result and compares it with the predictions of
 this process. Meanwhile a thread samples /proc: the gunicorn workers while they receive the upload,
@@ -56,8 +56,7 @@ TARGET_WORKERS = 2  # with this many workers, a job takes at most the in-process
 MIB = 1024 * 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 UPLOAD_PIECE_BYTES = 1024 * 1024
-WORKER_COMMAND = ["manage.py", "rqworker", "default"]
-WORKER_COMMAND += ["--serializer", "rq.serializers.JSONSerializer"]
+WORKER_COMMAND = ["scripts/worker", "default"]  # as scripts/run starts them
 FINISHED = {"succeeded", "failed", "cancelled"}
 MODEL_LOADED = re.compile(r"loaded \S+ v\d+ in ([0-9.]+) s")
 
@@ -410,7 +409,12 @@ def start_workers(stack: Stack, env: dict, count: int, redis_url: str) -> dict[s
     names = [f"rq{i}of{count}" for i in range(1, count + 1)]
     pids = {}
     for name in names:
-        pids[name] = stack.start(name, [sys.executable, *WORKER_COMMAND], env).pid
+        worker_env = {
+            **env,
+            "PYTHON": sys.executable,
+            "PROMETHEUS_MULTIPROC_DIR": str(stack.workdir / "metrics" / name),
+        }
+        pids[name] = stack.start(name, WORKER_COMMAND, worker_env).pid
     connection = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + STARTUP_SECONDS
     try:

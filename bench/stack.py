@@ -225,11 +225,12 @@ def start_stack(stack: Stack, settings, env: dict, *, own_redis: bool = False) -
     web_ports = [free_port() for _ in range(WEB_INSTANCES)]
     nginx_port = free_port()
     for i, port in enumerate(web_ports, start=1):
+        metrics_dir = stack.workdir / "metrics" / f"web{i}"  # as scripts/run: one per instance
         stack.start(
             f"web{i}",
             [sys.executable, "-m", "gunicorn", "-c", "project/gunicorn.conf.py"]
             + ["project.wsgi:application", "--bind", f"127.0.0.1:{port}"],
-            env,
+            {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
         )
 
     nginx_prefix = stack.workdir / "nginx"
@@ -242,6 +243,7 @@ def start_stack(stack: Stack, settings, env: dict, *, own_redis: bool = False) -
             prefix=nginx_prefix,
             static_root=Path(settings.STATIC_ROOT),
             max_body_bytes=settings.MAX_UPLOAD_BYTES,
+            metrics_allowed_networks=settings.METRICS_ALLOWED_NETWORKS,
         )
     )
     nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")

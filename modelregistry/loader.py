@@ -21,6 +21,8 @@ from pathlib import Path
 import skops.io
 from django.conf import settings
 
+from predictions import metrics  # every Prometheus collector lives there
+
 from . import schema, storage
 from .errors import (
     ArtifactInvalid,
@@ -171,13 +173,16 @@ class ModelCache:
         with self._lock:
             if version.pk in self._items:
                 self._items.move_to_end(version.pk)
-                return self._items[version.pk]
+                estimator = self._items[version.pk]
+                metrics.observe_model_cache(hit=True, size=len(self._items))
+                return estimator
         estimator = _load_version(version)
         with self._lock:
             self._items[version.pk] = estimator
             self._items.move_to_end(version.pk)
             while len(self._items) > settings.MODEL_CACHE_SIZE:
                 self._items.popitem(last=False)
+            metrics.observe_model_cache(hit=False, size=len(self._items))
         return estimator
 
     def __contains__(self, version_pk: int) -> bool:
@@ -201,7 +206,9 @@ def _load_version(version: ModelVersion):
 
         mark_version_failed(version=version, reason=exc.detail)
         raise ModelUnavailable(f"{version} failed to load: {exc.detail}") from None
-    logger.info("loaded %s in %.3f s", version, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    metrics.observe_model_load(version=version, seconds=seconds)
+    logger.info("loaded %s in %.3f s", version, seconds)
     return estimator
 
 

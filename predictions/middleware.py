@@ -8,7 +8,10 @@ import time
 import uuid
 
 import orjson
+from django.conf import settings
 from django.utils import timezone
+
+from . import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +55,33 @@ def note_request(request, **fields) -> None:
 
 
 class RequestLogMiddleware:
-    """Time every API request and write exactly one RequestLog row for it, errors included."""
+    """Time every request for the HTTP metrics, and write exactly one RequestLog row per API
+    request, errors included."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if not request.path.startswith(API_PREFIX):
-            return self.get_response(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        latency_ms = (time.perf_counter() - started) * 1000
-        try:
-            _write_log(request, response, latency_ms)
-        except Exception:  # the answer matters more than its log line
-            logger.exception("could not write the request log")
+        seconds = time.perf_counter() - started
+        metrics.observe_request(
+            endpoint=_endpoint(request),
+            method=request.method,
+            status=response.status_code,
+            seconds=seconds,
+        )
+        if settings.REQUEST_LOG_ENABLED and request.path.startswith(API_PREFIX):
+            try:
+                _write_log(request, response, seconds * 1000)
+            except Exception:  # the answer matters more than its log line
+                logger.exception("could not write the request log")
         return response
+
+
+def _endpoint(request) -> str:
+    match = request.resolver_match
+    return match.url_name if match and match.url_name else "unmatched"
 
 
 def _error_code(response) -> str:
@@ -89,7 +103,7 @@ def _write_log(request, response, latency_ms: float) -> None:
         created_at=timezone.now(),
         request_id=getattr(request, "request_id", "")[:128],
         method=request.method[:10],
-        endpoint=(match.url_name if match and match.url_name else "unmatched")[:60],
+        endpoint=_endpoint(request)[:60],
         model_name=str(fields.get("model_name") or (match.kwargs.get("name", "") if match else ""))[
             :100
         ],

@@ -1,8 +1,8 @@
-"""Prediction and job endpoints, health, JSON pages for Django's own errors, the upload page."""
+"""Prediction and job endpoints, health, JSON pages for Django's own errors, the web pages."""
 
 from django.conf import settings
-from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import FileResponse, JsonResponse, StreamingHttpResponse
+from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
+from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.views.generic import TemplateView
 from rest_framework.parsers import MultiPartParser
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from modelregistry.models import RegisteredModel
 
-from . import jobfiles, readiness, services, uploads
+from . import jobfiles, metrics, monitoring, readiness, services, uploads
 from .errors import (
     PROBLEM_CONTENT_TYPE,
     InvalidInput,
@@ -216,6 +216,21 @@ def health(request):
     return JsonResponse({"status": "ok"})
 
 
+def metrics_view(request):
+    """Prometheus metrics of this instance (all its workers), for METRICS_ALLOWED_NETWORKS
+    only; nginx applies the same rule in front."""
+    if not metrics.may_scrape(request.META.get("REMOTE_ADDR")):
+        return problem_response(
+            request,
+            status=403,
+            code="metrics_forbidden",
+            title="Forbidden",
+            detail="/metrics is only served to METRICS_ALLOWED_NETWORKS.",
+        )
+    body, content_type = metrics.exposition(metrics.web_registry())
+    return HttpResponse(body, content_type=content_type)
+
+
 def ready(request):
     """Readiness: 200 when the database, Redis and every default model are usable, else a
     503 problem naming the failing parts (with every check's state in `checks`)."""
@@ -276,4 +291,25 @@ class UploadPageView(LoginRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["models"] = RegisteredModel.objects.prefetch_related("versions")
+        return context
+
+
+class MonitoringView(UserPassesTestMixin, TemplateView):
+    """Traffic per model version, latest jobs and instance health, for staff. Anonymous users
+    are sent to the login page; other users get a 403 (UserPassesTestMixin does both)."""
+
+    template_name = "predictions/monitoring.html"
+
+    def test_func(self) -> bool:
+        return self.request.user.is_staff
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        window = self.request.GET.get("window", "hour")
+        if window not in monitoring.WINDOWS:
+            window = "hour"  # a mistyped link still shows the page
+        context["stats"] = monitoring.version_stats(window=window)
+        context["windows"] = monitoring.WINDOWS.values()
+        context["jobs"] = monitoring.latest_jobs()
+        context["instances"] = monitoring.instance_health()
         return context

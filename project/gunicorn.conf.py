@@ -3,7 +3,9 @@
 scripts/run starts WEB_INSTANCES of these behind nginx, each with its own --bind.
 """
 
+import itertools
 import os
+import shutil
 
 # Before any worker imports numpy/scikit-learn: one BLAS/OpenMP thread per process, otherwise
 # every worker of every instance starts a pool per core and they fight over the cores.
@@ -41,6 +43,36 @@ control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
+
+
+# Prometheus multiprocess mode (predictions/metrics.py): each instance has its own
+# PROMETHEUS_MULTIPROC_DIR, emptied when the instance starts. Each worker writes its values
+# under a slot name (web0, web1, ...) that the worker replacing it takes over, so recycled
+# workers continue the same files instead of leaving one set per pid behind.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def on_starting(server):
+    if _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
+        os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def pre_fork(server, worker):
+    taken = {getattr(other, "metrics_slot", None) for other in server.WORKERS.values()}
+    worker.metrics_slot = next(slot for slot in itertools.count() if slot not in taken)
+
+
+def post_fork(server, worker):
+    # Read by predictions.metrics when the app is imported, right after this hook.
+    os.environ["MODELPORT_METRICS_PROCESS"] = f"web{worker.metrics_slot}"
+
+
+def child_exit(server, worker):
+    if _metrics_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(f"web{worker.metrics_slot}", _metrics_dir)
 
 
 def post_worker_init(worker):

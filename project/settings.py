@@ -4,6 +4,7 @@ Each setting has the same UPPER_SNAKE name as its environment variable; `.env.ex
 lists them all with their defaults.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -60,6 +61,14 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def env_networks(name: str, default: str) -> list[str]:
+    """Return the env var `name` as a list of IP networks (CIDR; a bare address is a /32)."""
+    try:
+        return [str(ipaddress.ip_network(item, strict=False)) for item in env_list(name, default)]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}.") from None
+
+
 # BLAS/OpenMP pools read these when numpy/scikit-learn load, which happens after settings
 # are imported. With their default (one thread per core) each gunicorn or RQ worker would
 # spawn a pool per process and the processes fight over the two cores under concurrency.
@@ -100,6 +109,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "predictions.middleware.RequestIdMiddleware",
+    # Times everything below it (metrics for every request, a RequestLog row per API request).
+    "predictions.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -107,7 +118,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "predictions.middleware.RequestLogMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -213,6 +223,17 @@ JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=1)
 JOB_MAX_JSON_BYTES = env_int("JOB_MAX_JSON_BYTES", 64 * 1024**2, minimum=1)
 RESULT_TTL_DAYS = env_int("RESULT_TTL_DAYS", 7, minimum=1)
 REQUEST_LOG_RETENTION_DAYS = env_int("REQUEST_LOG_RETENTION_DAYS", 30, minimum=1)
+# Base URLs of the app instances whose /readyz the monitoring page shows; this process alone
+# when empty.
+MONITORED_INSTANCES = env_list("MONITORED_INSTANCES", "")
+# Monitoring switches (the bench turns them off to measure what they cost).
+REQUEST_LOG_ENABLED = env_bool("REQUEST_LOG_ENABLED", True)
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# Who may read /metrics (nginx renders the same list); Prometheus scrapes each instance.
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# An RQ worker serves its metrics on this port when set (0: off); scripts/run gives each one.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_ADDRESS = env_str("WORKER_METRICS_ADDRESS", "127.0.0.1")
 RESULTS_PAGE_SIZE = env_int("RESULTS_PAGE_SIZE", 1000, minimum=1)
 RESULTS_MAX_PAGE_SIZE = env_int("RESULTS_MAX_PAGE_SIZE", 10_000, minimum=1)
 

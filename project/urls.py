@@ -1,4 +1,4 @@
-"""URL routes: the upload page, login, admin, the versioned API, the OpenAPI schema, health."""
+"""URL routes: web pages, login, admin, the versioned API, the OpenAPI schema, health."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -8,6 +8,7 @@ from predictions import views as prediction_views
 
 urlpatterns = [
     path("", prediction_views.UploadPageView.as_view(), name="upload"),
+    path("monitoring/", prediction_views.MonitoringView.as_view(), name="monitoring"),
     path("accounts/", include("django.contrib.auth.urls")),
     # RQ queues, workers and failed jobs, for staff (django-rq's views).
     path("admin/django-rq/", include("django_rq.urls")),
@@ -18,6 +19,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", prediction_views.health, name="health"),
     path("readyz", prediction_views.ready, name="ready"),
+    path("metrics", prediction_views.metrics_view, name="metrics"),
 ]
 
 handler400 = "predictions.views.bad_request"

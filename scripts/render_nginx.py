@@ -5,6 +5,7 @@ scripts/run calls the command line; the e2e tests import render_nginx() and prep
 """
 
 import argparse
+import ipaddress
 import os
 import re
 import sys
@@ -21,6 +22,7 @@ def render_nginx(
     prefix: Path,
     static_root: Path,
     max_body_bytes: int,
+    metrics_allowed_networks: list[str],
 ) -> str:
     """Return nginx.conf for one listen port in front of gunicorn instances on upstream_ports."""
     if not upstream_ports:
@@ -37,6 +39,9 @@ def render_nginx(
         "PREFIX": str(Path(prefix).resolve()),
         "STATIC_ROOT": str(Path(static_root).resolve()),
         "MAX_BODY_BYTES": str(max_body_bytes),
+        "METRICS_ALLOW": "\n".join(
+            f"            allow {network};" for network in metrics_allowed_networks
+        ),
     }
 
     def substitute(match: re.Match) -> str:
@@ -58,6 +63,10 @@ def _port_list(value: str) -> list[int]:
     return [int(port) for port in value.split(",") if port.strip()]
 
 
+def _network_list(value: str) -> list[str]:
+    return [str(ipaddress.ip_network(item.strip(), strict=False)) for item in value.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: render the template into --output and create the prefix directories."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", type=Path, required=True)
     parser.add_argument("--static-root", type=Path, required=True)
     parser.add_argument("--max-body-bytes", type=int, required=True)
+    parser.add_argument(
+        "--metrics-allowed-networks",
+        type=_network_list,
+        required=True,
+        help="CIDRs, comma-separated",
+    )
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -76,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         prefix=args.prefix,
         static_root=args.static_root,
         max_body_bytes=args.max_body_bytes,
+        metrics_allowed_networks=args.metrics_allowed_networks,
     )
     args.output.write_text(text)
     return 0

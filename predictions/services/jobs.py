@@ -29,7 +29,7 @@ from rq.job import JobStatus as RQStatus
 from modelregistry.errors import ServingError
 from modelregistry.models import ModelVersion
 
-from .. import jobfiles, parsers
+from .. import jobfiles, metrics, parsers
 from ..errors import EmptyInput, InvalidInput, JobFinished, MalformedRequest, QueueUnavailable
 from ..models import FINISHED_STATUSES, InputFormat, JobStatus, PredictionJob
 from ..parsers import ParsedInput
@@ -119,6 +119,7 @@ def submit_job(
     except BaseException:
         _discard(job)
         raise
+    metrics.job_submitted(version=version)
     logger.info("job %s queued: %s, %d bytes, %s", job.id, version, job.input_bytes, job.input_name)
     return job
 
@@ -138,6 +139,7 @@ def fail_job(job_id, reason: str) -> None:
         status=JobStatus.FAILED, failure_reason=reason[:2000], finished_at=timezone.now()
     )
     if updated:
+        metrics.job_finished(job=_load_job(job_id), status=JobStatus.FAILED)
         logger.warning("job %s failed: %s", job_id, reason)
     jobfiles.remove_parts(job_id)
 
@@ -154,6 +156,7 @@ def plan_job(job_id) -> None:
         return
     if job.is_finished:
         return
+    metrics.job_started(version=job.version)
     path = jobfiles.input_path(job.id, job.input_format)
     rows_total = None
     if job.input_format == InputFormat.PARQUET:
@@ -309,6 +312,7 @@ def finish_job(job_id) -> None:
     if not finished:  # cancelled while merging
         jobfiles.remove_job_files(job.id)
         return
+    metrics.job_finished(job=_load_job(job.id), status=JobStatus.SUCCEEDED)
     logger.info("job %s succeeded: %d rows, %d failed", job.id, rows, failed)
 
 
@@ -358,8 +362,10 @@ def cancel_job(job: PredictionJob) -> PredictionJob:
     if job.is_finished:
         raise JobFinished(f"The job is already {job.status}.")
     was_queued = job.status == JobStatus.QUEUED
-    _active(job.id).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
+    cancelled = _active(job.id).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
     job.refresh_from_db()
+    if cancelled:
+        metrics.job_finished(job=job, status=JobStatus.CANCELLED)
     if was_queued and job.status == JobStatus.CANCELLED:
         jobfiles.remove_job_files(job.id)
     logger.info("job %s cancelled", job.id)

@@ -1,5 +1,6 @@
 """Scoring: resolve the version, check the rows, predict the good ones in chunks."""
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ from modelregistry import loader
 from modelregistry.errors import ModelUnavailable
 from modelregistry.models import ModelVersion, VersionStatus
 
-from .. import validation
+from .. import metrics, validation
 from ..errors import EmptyInput, InvalidInput
 from ..parsers import ParsedInput
 
@@ -71,7 +72,14 @@ def predict(
 ) -> Prediction:
     """Answer a synchronous request: at least one row, then `score_rows`."""
     check_sync_rows(len(parsed.frame))
-    return score_rows(version=version, parsed=parsed, return_probabilities=return_probabilities)
+    started = time.perf_counter()
+    prediction = score_rows(
+        version=version, parsed=parsed, return_probabilities=return_probabilities
+    )
+    metrics.observe_prediction(
+        version=version, rows=prediction.rows, seconds=time.perf_counter() - started
+    )
+    return prediction
 
 
 def score_rows(
@@ -109,6 +117,9 @@ def score_rows(
         probabilities = _spread(
             [dict(zip(keys, row, strict=True)) for row in table], checked.good_rows, checked.rows
         )
+    metrics.observe_rows(
+        version=version, ok=len(checked.good_rows), failed=checked.rows - len(checked.good_rows)
+    )
     return Prediction(
         version=version,
         predictions=_spread(predictions, checked.good_rows, checked.rows),

@@ -55,6 +55,9 @@ class Stack:
     nginx_prefix: Path
     log_dir: Path
     max_body_bytes: int
+    metrics_dirs: dict[str, Path]  # PROMETHEUS_MULTIPROC_DIR of each instance and the worker
+    worker_metrics_url: str
+    env: dict[str, str]  # what the processes run with (a test's own instance can reuse it)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def request(
@@ -193,6 +196,7 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
         "PYTHONUNBUFFERED": "1",
     }
     web_ports = [free_port() for _ in range(WEB_INSTANCES)]
+    env["MONITORED_INSTANCES"] = ",".join(f"http://127.0.0.1:{port}" for port in web_ports)
     nginx_port = free_port()
     nginx_prefix = root / "nginx"
     prepare_prefix(nginx_prefix)
@@ -204,8 +208,10 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
             prefix=nginx_prefix,
             static_root=Path(settings.STATIC_ROOT),
             max_body_bytes=E2E_MAX_BODY_BYTES,
+            metrics_allowed_networks=settings.METRICS_ALLOWED_NETWORKS,
         )
     )
+    worker_metrics_port = free_port()
     commands = {
         **{
             f"web{i}": [
@@ -220,14 +226,7 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
             ]
             for i, port in enumerate(web_ports, start=1)
         },
-        "worker": [
-            sys.executable,
-            "manage.py",
-            "rqworker",
-            "default",
-            "--serializer",
-            "rq.serializers.JSONSerializer",
-        ],
+        "worker": ["scripts/worker", "default"],
         "nginx": [
             nginx_binary,
             "-p",
@@ -245,6 +244,17 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
         nginx_prefix=nginx_prefix,
         log_dir=log_dir,
         max_body_bytes=E2E_MAX_BODY_BYTES,
+        metrics_dirs={name: root / "metrics" / name for name in commands if name != "nginx"},
+        worker_metrics_url=f"http://127.0.0.1:{worker_metrics_port}/metrics",
+        env=env,
+    )
+    process_env = {
+        name: {**env, "PROMETHEUS_MULTIPROC_DIR": str(path)}
+        for name, path in stack.metrics_dirs.items()
+    }
+    process_env["worker"].update(
+        PYTHON=sys.executable,
+        WORKER_METRICS_PORT=str(worker_metrics_port),
     )
     try:
         for name, command in commands.items():
@@ -252,7 +262,7 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
                 stack.processes[name] = subprocess.Popen(
                     command,
                     cwd=BASE_DIR,
-                    env=env,
+                    env=process_env.get(name, env),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,

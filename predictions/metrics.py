@@ -1,0 +1,372 @@
+"""Every Prometheus collector, defined once at import, and the registries /metrics serves.
+
+Under gunicorn and in RQ workers, `PROMETHEUS_MULTIPROC_DIR` (one directory per instance or
+worker, emptied at its start) switches prometheus-client to multiprocess mode: each process
+writes its values to mmap files there and a scrape adds them up. The files are named after a
+*slot* (`web0`, `web1`, ... for gunicorn workers, `worker` and `horse` for an RQ worker and its
+work horse) instead of the pid, so a recycled worker or the next work horse continues the files
+of the process it replaces: the directory holds a bounded number of files, however many
+processes come and go. Without the variable (tests, runserver) the values live in this process.
+
+Labels take few values: endpoint names, status codes, model names and version numbers once a
+model has been resolved (never the name a client typed for an unknown model), never ids.
+"""
+
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+    values,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+
+logger = logging.getLogger(__name__)
+
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+# Set by gunicorn's post_fork hook (project/gunicorn.conf.py) before this module is imported.
+PROCESS_NAME_VARIABLE = "MODELPORT_METRICS_PROCESS"
+_process_name = os.environ.get(PROCESS_NAME_VARIABLE, "")
+
+
+def _process_identifier() -> str | int:
+    return _process_name or os.getpid()
+
+
+if MULTIPROCESS_DIR:
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identifier)
+
+
+def set_process_name(name: str) -> None:
+    """Write this process's values under `name` from now on (a forked RQ work horse calls it
+    first thing: it then continues the previous horse's files instead of adding its own)."""
+    global _process_name
+    _process_name = name
+
+
+def mark_process_dead(name: str) -> None:
+    """Drop the live gauges of a process that exited (its counters stay counted)."""
+    if MULTIPROCESS_DIR:
+        multiprocess.mark_process_dead(name, MULTIPROCESS_DIR)
+
+
+LATENCY_BUCKETS_SECONDS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+HTTP_REQUESTS = Counter(
+    "modelport_http_requests_total",
+    "HTTP requests answered by Django, by URL name, method and status code.",
+    ["endpoint", "method", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "modelport_http_request_duration_seconds",
+    "Time Django took to answer a request, by URL name and status code.",
+    ["endpoint", "status"],
+    buckets=LATENCY_BUCKETS_SECONDS,
+)
+ROWS_PREDICTED = Counter(
+    "modelport_rows_predicted_total",
+    "Rows checked and scored (outcome ok) or refused with a per-row error (outcome error), "
+    "synchronous requests and job chunks alike.",
+    ["model", "version", "outcome"],
+)
+PREDICTION_DURATION = Histogram(
+    "modelport_prediction_duration_seconds",
+    "Time to check and score one synchronous request's rows (kind single: one row).",
+    ["model", "version", "kind"],
+    buckets=LATENCY_BUCKETS_SECONDS,
+)
+BATCH_SIZE = Histogram(
+    "modelport_prediction_batch_size_rows",
+    "Rows per synchronous prediction request.",
+    ["model", "version"],
+    buckets=(1, 2, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000),
+)
+MODEL_LOAD_DURATION = Histogram(
+    "modelport_model_load_duration_seconds",
+    "Time to read, verify and load a model version into a process's cache.",
+    ["model", "version"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+MODELS_LOADED = Gauge(
+    "modelport_models_loaded",
+    "Model versions held in a process's cache (the largest over the processes).",
+    multiprocess_mode="livemax",
+)
+MODEL_CACHE_REQUESTS = Counter(
+    "modelport_model_cache_requests_total",
+    "Lookups in the per-process model cache, by result (hit or miss).",
+    ["result"],
+)
+JOBS_SUBMITTED = Counter(
+    "modelport_jobs_submitted_total",
+    "Background jobs accepted.",
+    ["model", "version"],
+)
+JOBS_FINISHED = Counter(
+    "modelport_jobs_finished_total",
+    "Background jobs that ended, by final status (succeeded, failed, cancelled).",
+    ["model", "version", "status"],
+)
+JOB_DURATION = Histogram(
+    "modelport_job_duration_seconds",
+    "Time from a job's submission to its success.",
+    ["model", "version"],
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1_800, 3_600, 7_200, 14_400),
+)
+JOB_ROWS_PER_SECOND = Histogram(
+    "modelport_job_rows_per_second",
+    "Rows per second of a succeeded job, from submission to success.",
+    ["model", "version"],
+    buckets=(100, 1_000, 10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000),
+)
+
+
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def _enabled() -> bool:
+    from django.conf import settings
+
+    return settings.METRICS_ENABLED
+
+
+def _version_labels(version) -> tuple[str, str]:
+    return version.registered_model.name, str(version.number)
+
+
+def observe_request(*, endpoint: str, method: str, status: int, seconds: float) -> None:
+    """One HTTP request answered by Django (the request middleware calls it)."""
+    if _enabled():
+        method = method if method in _METHODS else "other"
+        HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
+        HTTP_REQUEST_DURATION.labels(endpoint, str(status)).observe(seconds)
+
+
+def observe_rows(*, version, ok: int, failed: int) -> None:
+    """Rows of one scoring call: scored (ok) and refused with a per-row error."""
+    if _enabled():
+        model, number = _version_labels(version)
+        if ok:
+            ROWS_PREDICTED.labels(model, number, "ok").inc(ok)
+        if failed:
+            ROWS_PREDICTED.labels(model, number, "error").inc(failed)
+
+
+def observe_prediction(*, version, rows: int, seconds: float) -> None:
+    """One synchronous prediction request's size and scoring time."""
+    if _enabled():
+        model, number = _version_labels(version)
+        kind = "single" if rows == 1 else "batch"
+        PREDICTION_DURATION.labels(model, number, kind).observe(seconds)
+        BATCH_SIZE.labels(model, number).observe(rows)
+
+
+def observe_model_load(*, version, seconds: float) -> None:
+    if _enabled():
+        MODEL_LOAD_DURATION.labels(*_version_labels(version)).observe(seconds)
+
+
+def observe_model_cache(*, hit: bool, size: int) -> None:
+    if _enabled():
+        MODEL_CACHE_REQUESTS.labels("hit" if hit else "miss").inc()
+        MODELS_LOADED.set(size)
+
+
+def job_submitted(*, version) -> None:
+    if _enabled():
+        JOBS_SUBMITTED.labels(*_version_labels(version)).inc()
+        job_started(version=version)
+
+
+def job_started(*, version) -> None:
+    """Create this process's finished-job series at 0, so that the first failure shows in
+    increase() (a series that starts at 1 looks like no change)."""
+    if _enabled():
+        for status in ("succeeded", "failed", "cancelled"):
+            JOBS_FINISHED.labels(*_version_labels(version), status)
+
+
+def job_finished(*, job, status: str) -> None:
+    """A job reached its final status (called once, by whoever made the change)."""
+    if not _enabled():
+        return
+    labels = _version_labels(job.version)
+    JOBS_FINISHED.labels(*labels, status).inc()
+    if status == "succeeded" and job.finished_at and job.created_at:
+        seconds = max((job.finished_at - job.created_at).total_seconds(), 1e-6)
+        JOB_DURATION.labels(*labels).observe(seconds)
+        JOB_ROWS_PER_SECOND.labels(*labels).observe((job.rows_total or 0) / seconds)
+
+
+class ProcessTreeCollector:
+    """process_* metrics (CPU, memory, open files) of a process and its children, summed by
+    role: under gunicorn the master and its workers, in an RQ worker the worker and its horse.
+
+    prometheus-client's own process collector reports only the process that answers the
+    scrape, which in multiprocess mode is one worker picked at random.
+    """
+
+    SUMMED = ("cpu_seconds_total", "resident_memory_bytes", "virtual_memory_bytes", "open_fds")
+
+    def __init__(self, root_pid, roles: tuple[str, str]):
+        self._root_pid = root_pid  # a callable: the pid of the tree's root
+        self._roles = roles  # (the root's role, its children's role)
+
+    def _families(self, pid: int) -> dict[str, float]:
+        collector = ProcessCollector(pid=lambda: pid, registry=None)
+        return {
+            family.name.removeprefix("process_"): family.samples[0].value
+            for family in collector.collect()
+        }
+
+    def collect(self):
+        root = self._root_pid()
+        totals = {role: dict.fromkeys(self.SUMMED, 0.0) for role in self._roles}
+        root_values = self._families(root)
+        for pid in [root, *_children(root)]:
+            role = self._roles[0] if pid == root else self._roles[1]
+            found = root_values if pid == root else self._families(pid)
+            for name in self.SUMMED:
+                totals[role][name] += found.get(name.removesuffix("_total"), 0.0)
+        for name in self.SUMMED:
+            kind = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
+            family = kind(
+                f"process_{name.removesuffix('_total')}",
+                f"process_{name} summed over the processes of each role.",
+                labels=["role"],
+            )
+            for role in self._roles:
+                family.add_metric([role], totals[role][name])
+            yield family
+        for name in ("start_time_seconds", "max_fds"):
+            if name in root_values:
+                yield GaugeMetricFamily(
+                    f"process_{name}", f"process_{name} of the {self._roles[0]}.", root_values[name]
+                )
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+class _OursOnly:
+    """The families of another collector that are ours: django-rq defines a summary at import
+    (rq_request_processing_seconds_total) that promtool rejects and that we don't serve."""
+
+    PREFIXES = ("modelport_", "process_", "python_")
+
+    def __init__(self, collector):
+        self._collector = collector
+
+    def collect(self):
+        return (f for f in self._collector.collect() if f.name.startswith(self.PREFIXES))
+
+
+def registry(*extra_collectors) -> CollectorRegistry:
+    """What a scrape of this process serves: every process's values, added up, in
+    multiprocess mode; this process's own values (and process collectors) otherwise."""
+    served = CollectorRegistry()
+    if MULTIPROCESS_DIR:
+        served.register(_OursOnly(multiprocess.MultiProcessCollector(None, path=MULTIPROCESS_DIR)))
+        for collector in extra_collectors:
+            served.register(collector)
+    else:
+        served.register(_OursOnly(REGISTRY))
+    return served
+
+
+class QueueCollector:
+    """Read at scrape time by the RQ workers' endpoint: jobs waiting in each RQ queue, live
+    workers, and background jobs in the database by status. Every worker reports the same
+    figures, so dashboards take the max over workers, not the sum."""
+
+    def collect(self):
+        import django_rq
+        from django.conf import settings
+        from django.db import DatabaseError, connection
+        from django.db.models import Count
+        from redis.exceptions import RedisError
+        from rq import Worker
+
+        from .models import JobStatus, PredictionJob
+
+        try:
+            depth = GaugeMetricFamily(
+                "modelport_rq_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"]
+            )
+            for name in settings.RQ_QUEUES:
+                depth.add_metric([name], django_rq.get_queue(name).count)
+            workers = GaugeMetricFamily(
+                "modelport_rq_workers",
+                "RQ workers registered in Redis.",
+                Worker.count(connection=django_rq.get_connection()),
+            )
+            yield from (depth, workers)
+        except RedisError as exc:
+            logger.warning("queue metrics left out, Redis did not answer: %s", exc)
+        try:
+            counts = dict(
+                PredictionJob.objects.values_list("status").annotate(count=Count("pk")).order_by()
+            )
+            jobs = GaugeMetricFamily(
+                "modelport_jobs", "Background jobs in the database, by status.", labels=["status"]
+            )
+            for status in JobStatus:
+                jobs.add_metric([status.value], counts.get(status.value, 0))
+            yield jobs
+        except DatabaseError as exc:
+            logger.warning("job metrics left out, the database did not answer: %s", exc)
+        finally:
+            connection.close()  # each scrape runs in a new thread of the metrics server
+
+
+def web_registry() -> CollectorRegistry:
+    """/metrics of a gunicorn instance: all its workers, and the master's process tree."""
+    return registry(ProcessTreeCollector(os.getppid, ("master", "worker")))
+
+
+def worker_registry() -> CollectorRegistry:
+    """The RQ worker's endpoint: the worker and its horses, queue depth, jobs by status."""
+    return registry(ProcessTreeCollector(os.getpid, ("worker", "horse")), QueueCollector())
+
+
+def serve_worker_metrics(*, port: int, address: str) -> None:
+    """Serve worker_registry() over HTTP from a thread of this (RQ worker) process."""
+    start_http_server(port, addr=address, registry=worker_registry())
+    logger.info("worker metrics on http://%s:%d/metrics", address, port)
+
+
+def exposition(scraped: CollectorRegistry) -> tuple[bytes, str]:
+    """The text format of a registry and its content type."""
+    return generate_latest(scraped), CONTENT_TYPE_LATEST
+
+
+def may_scrape(remote_addr: str | None) -> bool:
+    """Whether a client address is in METRICS_ALLOWED_NETWORKS."""
+    from django.conf import settings
+
+    try:
+        address = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return False
+    return any(
+        address in ipaddress.ip_network(network) for network in settings.METRICS_ALLOWED_NETWORKS
+    )

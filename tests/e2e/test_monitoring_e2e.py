@@ -1,0 +1,313 @@
+"""Monitoring with the real processes: Prometheus multiprocess metrics summed over instances and
+recycled workers, the RQ worker's endpoint, promtool on real scrapes, /metrics behind nginx,
+and /readyz following Redis."""
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.authtoken.models import Token
+
+from modelregistry.demo import house_prices_data
+from predictions.models import RequestLog
+from scripts.render_nginx import prepare_prefix, render_nginx
+
+from .conftest import BASE_DIR, free_port, http_request, log_tails, stop, wait_until_healthy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+DEADLINE_SECONDS = 60
+
+
+def scrape(url: str) -> dict:
+    """{(sample name, frozenset of labels): value} of one /metrics page."""
+    response = http_request("GET", url)
+    assert response.status == 200, response.body[:300]
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.body.decode())
+        for sample in family.samples
+    }
+
+
+def total(samples: dict, name: str, **labels) -> float:
+    """Sum of a metric's samples whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(
+        value for (found, have), value in samples.items() if found == name and wanted <= have
+    )
+
+
+def scrape_instances(stack) -> list[dict]:
+    return [scrape(f"{url}/metrics") for url in stack.instance_urls]
+
+
+def wait_for(condition, what: str, deadline_seconds: float = DEADLINE_SECONDS):
+    """Poll `condition()` until it returns something truthy; fail after the deadline."""
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)  # the polling interval of a condition wait
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def process(name: str, command: list[str], env: dict, log_dir: Path):
+    """Run one extra process for a test and stop it by PID afterwards."""
+    with open(log_dir / f"{name}.log", "wb") as log:
+        started = subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield started
+    finally:
+        stop({name: started})
+
+
+def gunicorn(port: int) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", "project/gunicorn.conf.py"] + [
+        "project.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+
+
+@pytest.fixture
+def token_headers(promoted_model, django_user_model):
+    user = django_user_model.objects.create_user(f"monitor-{uuid.uuid4().hex[:6]}", password="x")
+    return {
+        "Authorization": f"Token {Token.objects.create(user=user).key}",
+        "Content-Type": "application/json",
+    }
+
+
+def test_counters_summed_over_instances_equal_the_requests_sent(
+    e2e_stack, promoted_model, token_headers, house_rows
+):
+    good = house_rows.iloc[0].to_json().encode()
+    bad = b'{"med_inc": "not a number"}'
+    sent = [("good", good)] * 20 + [("bad", bad)] * 6 + [("malformed", b"{nope")] * 4
+    before = scrape_instances(e2e_stack)
+    request_ids = []
+    for i, (kind, body) in enumerate(sent):
+        request_id = f"monitor-{uuid.uuid4().hex[:8]}-{i}"
+        request_ids.append(request_id)
+        response = e2e_stack.request(
+            "POST",
+            f"/api/v1/models/{promoted_model}/predict",
+            body=body,
+            headers={**token_headers, "X-Request-ID": request_id},
+        )
+        assert response.status == {"good": 200, "bad": 422, "malformed": 400}[kind]
+    after = scrape_instances(e2e_stack)
+
+    def per_instance(name, **labels) -> list[float]:
+        return [
+            total(a, name, **labels) - total(b, name, **labels)
+            for a, b in zip(after, before, strict=True)
+        ]
+
+    def moved(name, **labels) -> float:
+        return sum(per_instance(name, **labels))
+
+    model = {"model": promoted_model, "version": "1"}
+    assert moved("modelport_http_requests_total", endpoint="predict") == len(sent)
+    assert moved("modelport_http_requests_total", endpoint="predict", status="200") == 20
+    assert moved("modelport_http_requests_total", endpoint="predict", status="422") == 6
+    assert moved("modelport_http_requests_total", endpoint="predict", status="400") == 4
+    assert moved("modelport_http_request_duration_seconds_count", endpoint="predict") == 30
+    assert moved("modelport_rows_predicted_total", **model, outcome="ok") == 20
+    assert moved("modelport_rows_predicted_total", **model, outcome="error") == 6
+    assert moved("modelport_prediction_duration_seconds_count", **model, kind="single") == 26
+    # Both instances took a share (least_conn over 30 sequential requests).
+    shares = per_instance("modelport_http_requests_total", endpoint="predict")
+    assert all(share > 0 for share in shares), shares
+    # The request log has exactly one row per request.
+    logged = Counter(
+        RequestLog.objects.filter(request_id__in=request_ids).values_list("request_id", flat=True)
+    )
+    assert logged == Counter(request_ids)
+    # Every instance reports its processes, summed by role.
+    for samples in after:
+        assert total(samples, "process_resident_memory_bytes", role="worker") > 10_000_000
+        assert total(samples, "process_resident_memory_bytes", role="master") > 0
+
+
+def test_the_worker_serves_job_queue_and_process_metrics(e2e_stack, promoted_model, token_headers):
+    rows = house_prices_data(rows=500, seed=3).drop(columns="price")
+    rows["med_inc"] = rows["med_inc"].astype(object)
+    rows.loc[7, "med_inc"] = "not a number"  # one row with a per-row error
+    before = scrape(e2e_stack.worker_metrics_url)
+    response = e2e_stack.request(
+        "POST",
+        f"/api/v1/models/{promoted_model}/jobs",
+        body=rows.to_csv(index=False).encode(),
+        headers={**token_headers, "Content-Type": "text/csv"},
+    )
+    assert response.status == 202, response.body[:300]
+    job_url = response.headers["Location"]
+
+    def finished():
+        job = e2e_stack.request("GET", job_url, headers=token_headers).json()
+        return job if job["status"] not in ("queued", "running") else None
+
+    assert wait_for(finished, "the job")["status"] == "succeeded"
+    model = {"model": promoted_model, "version": "1"}
+    after = wait_for(
+        lambda: (
+            (samples := scrape(e2e_stack.worker_metrics_url))
+            and total(samples, "modelport_jobs_finished_total", **model, status="succeeded") == 1
+            and samples
+        ),
+        "the job in the worker's metrics",
+    )
+    assert total(after, "modelport_rows_predicted_total", **model, outcome="ok") == 499
+    assert total(after, "modelport_rows_predicted_total", **model, outcome="error") == 1
+    assert total(after, "modelport_job_duration_seconds_count", **model) == 1
+    assert total(after, "modelport_job_rows_per_second_count", **model) == 1
+    assert ("modelport_rq_queue_depth", frozenset({("queue", "default")})) in after
+    assert total(after, "modelport_rq_workers") >= 1
+    assert total(after, "modelport_jobs", status="succeeded") > total(
+        before, "modelport_jobs", status="succeeded"
+    )
+    assert total(after, "process_resident_memory_bytes", role="worker") > 10_000_000
+    submitted = sum(
+        total(samples, "modelport_jobs_submitted_total", **model)
+        for samples in scrape_instances(e2e_stack)
+    )
+    assert submitted == 1
+    # One set of files for the worker and one for all its horses, however many jobs ran.
+    names = {path.name for path in e2e_stack.metrics_dirs["worker"].iterdir()}
+    assert names and all(name.endswith(("_worker.db", "_horse.db")) for name in names), names
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not installed; run ./scripts/setup (Debian package prometheus).")
+    return path
+
+
+def test_promtool_accepts_real_scrapes_of_instances_and_worker(e2e_stack, promtool):
+    for url in [f"{e2e_stack.instance_urls[0]}/metrics", e2e_stack.worker_metrics_url]:
+        page = http_request("GET", url).body
+        checked = subprocess.run(
+            [promtool, "check", "metrics"], input=page, capture_output=True, timeout=60
+        )
+        assert checked.returncode == 0, (url, checked.stdout[-2000:], checked.stderr[-2000:])
+
+
+def test_recycled_workers_continue_their_files_and_lose_no_count(e2e_stack, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_left_from_a_previous_run.db").write_bytes(b"")
+    port = free_port()
+    env = {
+        **e2e_stack.env,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "WEB_WORKERS": "2",
+        "WEB_THREADS": "1",
+        "WEB_MAX_REQUESTS": "5",  # jitter 0: each worker is replaced after 5 requests
+    }
+    sent = 25
+    with process("recycled", gunicorn(port), env, e2e_stack.log_dir) as web:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", web, deadline, e2e_stack.log_dir)
+        # The instance's start emptied the directory.
+        assert not (metrics_dir / "counter_left_from_a_previous_run.db").exists()
+        for _ in range(sent - 1):  # wait_until_healthy sent the first one
+            assert http_request("GET", f"http://127.0.0.1:{port}/healthz").status == 200
+        # Scrapes are requests too (and may recycle a worker); ask until all are counted.
+        samples = wait_for(
+            lambda: (
+                (found := scrape(f"http://127.0.0.1:{port}/metrics"))
+                and total(found, "modelport_http_requests_total", endpoint="health") >= sent
+                and found
+            ),
+            "the health requests in the metrics",
+        )
+        files = sorted(path.name for path in metrics_dir.iterdir())
+    boots = (e2e_stack.log_dir / "recycled.log").read_text().count("Booting worker")
+    assert boots >= 4, log_tails(e2e_stack.log_dir)  # the workers really were replaced
+    assert total(samples, "modelport_http_requests_total", endpoint="health") == sent
+    # Slots web0 and web1 only, each with one file per kind (counter, histogram, livemax gauge,
+    # and django-rq's summary): the same files however often the workers were replaced.
+    slots = {name.rsplit("_", 1)[1] for name in files}
+    assert slots <= {"web0.db", "web1.db"}, files
+    assert len(files) <= 2 * 4, files
+
+
+def test_metrics_through_nginx_only_for_the_allowed_networks(e2e_stack, nginx_binary, tmp_path):
+    # The stack's nginx allows loopback (the default METRICS_ALLOWED_NETWORKS).
+    through = e2e_stack.request("GET", "/metrics")
+    assert through.status == 200 and b"modelport_http_requests_total" in through.body
+    # An nginx allowing only an internal network refuses loopback, in the JSON error shape.
+    port = free_port()
+    prefix = tmp_path / "nginx"
+    prepare_prefix(prefix)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        render_nginx(
+            listen_port=port,
+            upstream_ports=[int(url.rsplit(":", 1)[1]) for url in e2e_stack.instance_urls],
+            prefix=prefix,
+            static_root=tmp_path,
+            max_body_bytes=e2e_stack.max_body_bytes,
+            metrics_allowed_networks=["10.20.0.0/16"],
+        )
+    )
+    command = [nginx_binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    assert subprocess.run([*command, "-t", "-q"], capture_output=True).returncode == 0
+    with process("nginx-metrics", command, e2e_stack.env, e2e_stack.log_dir) as nginx:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", nginx, deadline, e2e_stack.log_dir)
+        refused = http_request("GET", f"http://127.0.0.1:{port}/metrics")
+    assert refused.status == 403
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert refused.json()["code"] == "forbidden"
+
+
+def test_readyz_turns_503_while_redis_is_stopped_and_200_when_it_returns(e2e_stack, tmp_path):
+    redis_port, web_port = free_port(), free_port()
+    redis_command = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port)]
+    redis_command += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    redis_command += ["--dir", str(tmp_path)]
+    env = {**e2e_stack.env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    ready_url = f"http://127.0.0.1:{web_port}/readyz"
+    log_dir = e2e_stack.log_dir
+
+    def readiness(status: int):
+        response = http_request("GET", ready_url)
+        return response if response.status == status else None
+
+    with process("redis-ready", redis_command, env, log_dir) as redis:
+        with process("web-ready", gunicorn(web_port), env, log_dir) as web:
+            wait_until_healthy(ready_url, web, time.monotonic() + DEADLINE_SECONDS, log_dir)
+            stop({"redis-ready": redis})
+            down = wait_for(lambda: readiness(503), "/readyz to turn 503")
+            assert down.headers["Content-Type"].startswith("application/problem+json")
+            body = down.json()
+            assert body["code"] == "not_ready" and "redis" in body["detail"]
+            assert body["checks"]["database"] == "ok"
+            assert body["checks"]["redis"].startswith("unreachable")
+            # /healthz does not depend on Redis.
+            assert http_request("GET", f"http://127.0.0.1:{web_port}/healthz").status == 200
+            with process("redis-back", redis_command, env, log_dir):
+                up = wait_for(lambda: readiness(200), "/readyz to return to 200")
+                assert up.json()["checks"]["redis"] == "ok"
