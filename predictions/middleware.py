@@ -1,9 +1,12 @@
-"""Request id for every request (taken from X-Request-ID, which nginx sets, or generated), and
-one RequestLog row per API request."""
+"""Request id for every request (taken from X-Request-ID, which nginx sets, or generated), the
+HTTP metrics of every request, and one RequestLog row per API request (written in batches)."""
 
+import atexit
 import contextvars
 import logging
+import os
 import re
+import threading
 import time
 import uuid
 
@@ -73,7 +76,7 @@ class RequestLogMiddleware:
         )
         if settings.REQUEST_LOG_ENABLED and request.path.startswith(API_PREFIX):
             try:
-                _write_log(request, response, seconds * 1000)
+                log_writer.add(_log_row(request, response, seconds * 1000))
             except Exception:  # the answer matters more than its log line
                 logger.exception("could not write the request log")
         return response
@@ -93,13 +96,13 @@ def _error_code(response) -> str:
         return ""
 
 
-def _write_log(request, response, latency_ms: float) -> None:
+def _log_row(request, response, latency_ms: float):
     from .models import RequestLog  # models import this module's app
 
     fields = getattr(request, "log_fields", {})
     match = request.resolver_match
     user = getattr(request, "user", None)
-    RequestLog.objects.create(
+    return RequestLog(
         created_at=timezone.now(),
         request_id=getattr(request, "request_id", "")[:128],
         method=request.method[:10],
@@ -117,3 +120,85 @@ def _write_log(request, response, latency_ms: float) -> None:
         remote_addr=request.META.get("REMOTE_ADDR") or None,
         job_id=fields.get("job_id"),
     )
+
+
+class RequestLogWriter:
+    """Writes RequestLog rows in batches, from a thread of each process, every
+    REQUEST_LOG_FLUSH_MS (at once when that is 0), so a request does not wait for the database.
+
+    Nothing is lost on a graceful shutdown: the rows still waiting are written at exit (atexit;
+    gunicorn's graceful stop and its worker recycling end a worker normally). A batch that cannot
+    be written (database down) is kept and retried, up to MAX_PENDING rows; a kill -9 loses at
+    most the last interval's rows. Each batch is one transaction, so a retry never doubles a row.
+    """
+
+    MAX_PENDING = 100_000
+    WAKE_AT_ROWS = 1_000  # flush early when this many rows wait
+
+    def __init__(self):
+        self._pending: list = []
+        self._lock = threading.Lock()  # guards _pending
+        self._write_lock = threading.Lock()  # one batch written at a time
+        self._wake = threading.Event()
+        self._owner_pid = 0  # the process whose thread flushes (a fork needs its own)
+        self.dropped = 0
+
+    def add(self, row) -> None:
+        interval_ms = settings.REQUEST_LOG_FLUSH_MS
+        if interval_ms <= 0:
+            row.save(force_insert=True)
+            return
+        with self._lock:
+            self._pending.append(row)
+            waiting = len(self._pending)
+            if waiting > self.MAX_PENDING:
+                del self._pending[0]
+                self.dropped += 1
+            if self._owner_pid != os.getpid():
+                self._start(interval_ms / 1000)
+        if waiting >= self.WAKE_AT_ROWS:
+            self._wake.set()
+
+    def _start(self, interval_seconds: float) -> None:
+        self._owner_pid = os.getpid()
+        atexit.register(self.flush)
+        thread = threading.Thread(
+            target=self._run, args=(interval_seconds,), name="request-log", daemon=True
+        )
+        thread.start()
+
+    def _run(self, interval_seconds: float) -> None:
+        while True:
+            self._wake.wait(interval_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Write every waiting row now; returns how many were written."""
+        from django.db import connection
+
+        from .models import RequestLog
+
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            try:
+                RequestLog.objects.bulk_create(batch, batch_size=500)
+            except Exception:
+                logger.exception("could not write %d request log rows; retrying", len(batch))
+                if not connection.in_atomic_block:
+                    connection.close()  # a broken connection is reopened next time
+                with self._lock:
+                    self._pending[:0] = batch
+                return 0
+            if self.dropped:
+                logger.error(
+                    "%d request log rows were dropped (the database was away)", self.dropped
+                )
+                self.dropped = 0
+            return len(batch)
+
+
+log_writer = RequestLogWriter()

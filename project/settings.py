@@ -228,6 +228,9 @@ REQUEST_LOG_RETENTION_DAYS = env_int("REQUEST_LOG_RETENTION_DAYS", 30, minimum=1
 MONITORED_INSTANCES = env_list("MONITORED_INSTANCES", "")
 # Monitoring switches (the bench turns them off to measure what they cost).
 REQUEST_LOG_ENABLED = env_bool("REQUEST_LOG_ENABLED", True)
+# RequestLog rows are written in batches this often by a thread of each process (0: in the
+# request itself); the rows still waiting are written when the process stops gracefully.
+REQUEST_LOG_FLUSH_MS = env_int("REQUEST_LOG_FLUSH_MS", 1000)
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 # Who may read /metrics (nginx renders the same list); Prometheus scrapes each instance.
 METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")

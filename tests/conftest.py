@@ -17,6 +17,14 @@ def media_root(tmp_path_factory):
         yield path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def request_log_written_in_the_request():
+    """This process writes RequestLog rows in the request, so a test can read them right away;
+    the processes the e2e tests start batch them as in production (REQUEST_LOG_FLUSH_MS)."""
+    with override_settings(REQUEST_LOG_FLUSH_MS=0):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_caches():
     """Each test starts with empty per-process caches (models, default pointers)."""

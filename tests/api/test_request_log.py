@@ -64,3 +64,34 @@ def test_cleanup_deletes_rows_past_the_retention(registered_version, api_client,
     call_command("cleanup_request_log")
     assert list(RequestLog.objects.values_list("pk", flat=True)) != [old.pk]
     assert RequestLog.objects.count() == 1
+
+
+def test_batched_rows_wait_for_the_flush_and_a_failed_batch_is_retried_once(
+    registered_version, api_client, house_rows, settings, monkeypatch
+):
+    from predictions.middleware import log_writer
+
+    settings.REQUEST_LOG_FLUSH_MS = 600_000  # only explicit flushes write
+    for i in range(3):
+        response = post(api_client, house_rows.iloc[i].to_dict())
+        assert response.status_code == 200
+    assert RequestLog.objects.count() == 0  # the request did not wait for the database
+
+    real_bulk_create = RequestLog.objects.bulk_create
+    calls = []
+
+    def failing_once(rows, **kwargs):
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise RuntimeError("database away")
+        return real_bulk_create(rows, **kwargs)
+
+    monkeypatch.setattr(RequestLog.objects, "bulk_create", failing_once)
+    assert log_writer.flush() == 0  # failed: the rows wait for the next flush
+    post(api_client, house_rows.iloc[3].to_dict())
+    assert log_writer.flush() == 4
+    assert calls == [3, 4]
+    assert RequestLog.objects.count() == 4  # each row once, in order
+    assert (
+        list(RequestLog.objects.order_by("id").values_list("status_code", flat=True)) == [200] * 4
+    )

@@ -136,11 +136,10 @@ def test_counters_summed_over_instances_equal_the_requests_sent(
     # Both instances took a share (least_conn over 30 sequential requests).
     shares = per_instance("modelport_http_requests_total", endpoint="predict")
     assert all(share > 0 for share in shares), shares
-    # The request log has exactly one row per request.
-    logged = Counter(
-        RequestLog.objects.filter(request_id__in=request_ids).values_list("request_id", flat=True)
-    )
-    assert logged == Counter(request_ids)
+    # The request log has exactly one row per request (written within REQUEST_LOG_FLUSH_MS).
+    logged = RequestLog.objects.filter(request_id__in=request_ids)
+    wait_for(lambda: logged.count() >= len(request_ids), "the request log rows")
+    assert Counter(logged.values_list("request_id", flat=True)) == Counter(request_ids)
     # Every instance reports its processes, summed by role.
     for samples in after:
         assert total(samples, "process_resident_memory_bytes", role="worker") > 10_000_000
@@ -212,7 +211,9 @@ def test_promtool_accepts_real_scrapes_of_instances_and_worker(e2e_stack, promto
         assert checked.returncode == 0, (url, checked.stdout[-2000:], checked.stderr[-2000:])
 
 
-def test_recycled_workers_continue_their_files_and_lose_no_count(e2e_stack, tmp_path):
+def test_recycled_workers_lose_no_count_and_no_log_row(e2e_stack, tmp_path):
+    """Workers replaced every 5 requests: the metrics continue the same files (bounded), and the
+    log rows each worker still held are written when it exits, and at the graceful stop."""
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_left_from_a_previous_run.db").write_bytes(b"")
@@ -223,33 +224,32 @@ def test_recycled_workers_continue_their_files_and_lose_no_count(e2e_stack, tmp_
         "WEB_WORKERS": "2",
         "WEB_THREADS": "1",
         "WEB_MAX_REQUESTS": "5",  # jitter 0: each worker is replaced after 5 requests
+        "REQUEST_LOG_FLUSH_MS": "600000",  # only exits write the log rows
     }
-    sent = 25
+    base = f"http://127.0.0.1:{port}"
+    request_ids = [f"recycled-{uuid.uuid4().hex[:8]}-{i}" for i in range(24)]
     with process("recycled", gunicorn(port), env, e2e_stack.log_dir) as web:
         deadline = time.monotonic() + DEADLINE_SECONDS
-        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", web, deadline, e2e_stack.log_dir)
+        wait_until_healthy(f"{base}/healthz", web, deadline, e2e_stack.log_dir)
         # The instance's start emptied the directory.
         assert not (metrics_dir / "counter_left_from_a_previous_run.db").exists()
-        for _ in range(sent - 1):  # wait_until_healthy sent the first one
-            assert http_request("GET", f"http://127.0.0.1:{port}/healthz").status == 200
-        # Scrapes are requests too (and may recycle a worker); ask until all are counted.
-        samples = wait_for(
-            lambda: (
-                (found := scrape(f"http://127.0.0.1:{port}/metrics"))
-                and total(found, "modelport_http_requests_total", endpoint="health") >= sent
-                and found
-            ),
-            "the health requests in the metrics",
-        )
+        statuses = {
+            http_request("GET", f"{base}/api/v1/models/", headers={"X-Request-ID": rid}).status
+            for rid in request_ids
+        }
+        assert len(statuses) == 1 and statuses.pop() >= 400  # no token: refused, and logged
+        samples = scrape(f"{base}/metrics")
         files = sorted(path.name for path in metrics_dir.iterdir())
     boots = (e2e_stack.log_dir / "recycled.log").read_text().count("Booting worker")
     assert boots >= 4, log_tails(e2e_stack.log_dir)  # the workers really were replaced
-    assert total(samples, "modelport_http_requests_total", endpoint="health") == sent
+    assert total(samples, "modelport_http_requests_total", endpoint="model-list") == 24
     # Slots web0 and web1 only, each with one file per kind (counter, histogram, livemax gauge,
     # and django-rq's summary): the same files however often the workers were replaced.
     slots = {name.rsplit("_", 1)[1] for name in files}
     assert slots <= {"web0.db", "web1.db"}, files
     assert len(files) <= 2 * 4, files
+    logged = RequestLog.objects.filter(request_id__in=request_ids)
+    assert Counter(logged.values_list("request_id", flat=True)) == Counter(request_ids)
 
 
 def test_metrics_through_nginx_only_for_the_allowed_networks(e2e_stack, nginx_binary, tmp_path):

@@ -71,6 +71,10 @@ def test_monitoring_page_charts_the_requests_sent_through_nginx(
     logged = RequestLog.objects.filter(
         model_name=promoted_model, version_number=1, endpoint__in=PREDICT_ENDPOINTS
     )
+    deadline = time.monotonic() + 30
+    while logged.count() < 10:  # the instances write their rows every REQUEST_LOG_FLUSH_MS
+        assert time.monotonic() < deadline, "the request log rows were not written"
+        time.sleep(0.1)  # polling interval of a condition wait
     assert logged.count() == 10
     screenshot = tmp_path / "monitoring.png"
 
