@@ -443,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = report_rows(results, scenarios, limit)
     print()
     print(
-        f"{MODEL} v{version.number}; {WEB_INSTANCES} gunicorn instances x 1 worker x "
-        f"{env.get('WEB_THREADS') or 4} threads behind nginx; {os.cpu_count()} CPUs; "
+        f"{MODEL} v{version.number}; {WEB_INSTANCES} gunicorn instances x "
+        f"{env['WEB_WORKERS']} worker(s) x {env.get('WEB_THREADS') or 4} threads behind nginx; "
+        f"{os.cpu_count()} CPUs; "
         f"{args.seconds:g} s per figure after {args.warmup:g} s warm-up; CPUs busy before "
         f"start: {'?' if background is None else f'{background:.2f}'} (other processes)"
     )

@@ -57,10 +57,10 @@ def admin_token() -> str | None:
 
 def stack_env() -> dict:
     """The environment of every process of the stack: ours (after setup_django), one web worker
-    per instance."""
+    per instance unless WEB_WORKERS says otherwise."""
     env = {
         **os.environ,
-        "WEB_WORKERS": "1",
+        "WEB_WORKERS": os.environ.get("WEB_WORKERS", "1"),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
     }
@@ -244,6 +244,7 @@ def start_stack(stack: Stack, settings, env: dict, *, own_redis: bool = False) -
             static_root=Path(settings.STATIC_ROOT),
             max_body_bytes=settings.MAX_UPLOAD_BYTES,
             metrics_allowed_networks=settings.METRICS_ALLOWED_NETWORKS,
+            web_timeout_seconds=settings.WEB_TIMEOUT_SECONDS,
         )
     )
     nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")

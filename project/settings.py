@@ -232,6 +232,8 @@ REQUEST_LOG_ENABLED = env_bool("REQUEST_LOG_ENABLED", True)
 # request itself); the rows still waiting are written when the process stops gracefully.
 REQUEST_LOG_FLUSH_MS = env_int("REQUEST_LOG_FLUSH_MS", 1000)
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# gunicorn's worker timeout (project/gunicorn.conf.py reads the same variable); nginx waits longer.
+WEB_TIMEOUT_SECONDS = env_int("WEB_TIMEOUT_SECONDS", 120, minimum=1)
 # Who may read /metrics (nginx renders the same list); Prometheus scrapes each instance.
 METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 # An RQ worker serves its metrics on this port when set (0: off); scripts/run gives each one.

@@ -23,6 +23,7 @@ def render_nginx(
     static_root: Path,
     max_body_bytes: int,
     metrics_allowed_networks: list[str],
+    web_timeout_seconds: int,
 ) -> str:
     """Return nginx.conf for one listen port in front of gunicorn instances on upstream_ports."""
     if not upstream_ports:
@@ -39,6 +40,10 @@ def render_nginx(
         "PREFIX": str(Path(prefix).resolve()),
         "STATIC_ROOT": str(Path(static_root).resolve()),
         "MAX_BODY_BYTES": str(max_body_bytes),
+        # gunicorn answers (or kills its worker) first; nginx's 504 is only for a hung instance.
+        "PROXY_TIMEOUT_SECONDS": str(web_timeout_seconds + 30),
+        # A request that could not be sent (instance down) may try every instance once.
+        "NEXT_UPSTREAM_TRIES": str(len(upstream_ports)),
         "METRICS_ALLOW": "\n".join(
             f"            allow {network};" for network in metrics_allowed_networks
         ),
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="CIDRs, comma-separated",
     )
+    parser.add_argument("--web-timeout-seconds", type=int, required=True)
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         static_root=args.static_root,
         max_body_bytes=args.max_body_bytes,
         metrics_allowed_networks=args.metrics_allowed_networks,
+        web_timeout_seconds=args.web_timeout_seconds,
     )
     args.output.write_text(text)
     return 0

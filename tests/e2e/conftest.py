@@ -5,6 +5,7 @@ MEDIA_ROOT and STATIC_ROOT. They start once, on free ports, and stop by PID at t
 Tests that write rows the processes must see use @pytest.mark.django_db(transaction=True).
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.render_nginx import prepare_prefix, render_nginx
 
@@ -166,6 +168,101 @@ def stop(processes: dict[str, subprocess.Popen]) -> None:
             process.wait()
 
 
+def scrape(url: str) -> dict:
+    """{(sample name, frozenset of labels): value} of one /metrics page."""
+    response = http_request("GET", url)
+    assert response.status == 200, response.body[:300]
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.body.decode())
+        for sample in family.samples
+    }
+
+
+def total(samples: dict, name: str, **labels) -> float:
+    """Sum of a metric's samples whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(
+        value for (found, have), value in samples.items() if found == name and wanted <= have
+    )
+
+
+def scrape_instances(stack) -> list[dict]:
+    return [scrape(f"{url}/metrics") for url in stack.instance_urls]
+
+
+def wait_for(condition, what: str, deadline_seconds: float = STARTUP_SECONDS):
+    """Poll `condition()` until it returns something truthy; fail after the deadline."""
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)  # the polling interval of a condition wait
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def process(name: str, command: list[str], env: dict, log_dir: Path):
+    """Run one extra process for a test and stop it by PID afterwards."""
+    with open(log_dir / f"{name}.log", "wb") as log:
+        started = subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield started
+    finally:
+        stop({name: started})
+
+
+def gunicorn_command(port: int) -> list[str]:
+    """One gunicorn instance as scripts/run starts it, on a port of its own."""
+    return [sys.executable, "-m", "gunicorn", "-c", "project/gunicorn.conf.py"] + [
+        "project.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+
+
+def write_nginx_conf(
+    prefix: Path,
+    *,
+    listen_port: int,
+    web_ports: list[int],
+    max_body_bytes: int = E2E_MAX_BODY_BYTES,
+    metrics_allowed_networks: list[str] | None = None,
+) -> Path:
+    """Render nginx.conf into `prefix` (with its log and temp directories); returns its path."""
+    prepare_prefix(prefix)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        render_nginx(
+            listen_port=listen_port,
+            upstream_ports=web_ports,
+            prefix=prefix,
+            static_root=Path(settings.STATIC_ROOT),
+            max_body_bytes=max_body_bytes,
+            metrics_allowed_networks=(
+                settings.METRICS_ALLOWED_NETWORKS
+                if metrics_allowed_networks is None
+                else metrics_allowed_networks
+            ),
+            web_timeout_seconds=settings.WEB_TIMEOUT_SECONDS,
+        )
+    )
+    return conf
+
+
+def nginx_command(binary: str, conf: Path) -> list[str]:
+    prefix = conf.parent
+    return [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "logs" / "error.log")]
+
+
 @pytest.fixture(scope="session")
 def nginx_binary() -> str:
     """Path of the nginx executable (scripts/setup installs it)."""
@@ -199,43 +296,12 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
     env["MONITORED_INSTANCES"] = ",".join(f"http://127.0.0.1:{port}" for port in web_ports)
     nginx_port = free_port()
     nginx_prefix = root / "nginx"
-    prepare_prefix(nginx_prefix)
-    nginx_conf = nginx_prefix / "nginx.conf"
-    nginx_conf.write_text(
-        render_nginx(
-            listen_port=nginx_port,
-            upstream_ports=web_ports,
-            prefix=nginx_prefix,
-            static_root=Path(settings.STATIC_ROOT),
-            max_body_bytes=E2E_MAX_BODY_BYTES,
-            metrics_allowed_networks=settings.METRICS_ALLOWED_NETWORKS,
-        )
-    )
+    nginx_conf = write_nginx_conf(nginx_prefix, listen_port=nginx_port, web_ports=web_ports)
     worker_metrics_port = free_port()
     commands = {
-        **{
-            f"web{i}": [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "project/gunicorn.conf.py",
-                "project.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-            ]
-            for i, port in enumerate(web_ports, start=1)
-        },
+        **{f"web{i}": gunicorn_command(port) for i, port in enumerate(web_ports, start=1)},
         "worker": ["scripts/worker", "default"],
-        "nginx": [
-            nginx_binary,
-            "-p",
-            str(nginx_prefix),
-            "-c",
-            str(nginx_conf),
-            "-e",
-            str(nginx_prefix / "logs" / "error.log"),
-        ],
+        "nginx": nginx_command(nginx_binary, nginx_conf),
     }
     stack = Stack(
         url=f"http://127.0.0.1:{nginx_port}",

@@ -2,88 +2,37 @@
 recycled workers, the RQ worker's endpoint, promtool on real scrapes, /metrics behind nginx,
 and /readyz following Redis."""
 
-import contextlib
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from modelregistry.demo import house_prices_data
 from predictions.models import RequestLog
-from scripts.render_nginx import prepare_prefix, render_nginx
 
-from .conftest import BASE_DIR, free_port, http_request, log_tails, stop, wait_until_healthy
+from .conftest import (
+    free_port,
+    gunicorn_command,
+    http_request,
+    log_tails,
+    nginx_command,
+    process,
+    scrape,
+    scrape_instances,
+    stop,
+    total,
+    wait_for,
+    wait_until_healthy,
+    write_nginx_conf,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 DEADLINE_SECONDS = 60
-
-
-def scrape(url: str) -> dict:
-    """{(sample name, frozenset of labels): value} of one /metrics page."""
-    response = http_request("GET", url)
-    assert response.status == 200, response.body[:300]
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.body.decode())
-        for sample in family.samples
-    }
-
-
-def total(samples: dict, name: str, **labels) -> float:
-    """Sum of a metric's samples whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(
-        value for (found, have), value in samples.items() if found == name and wanted <= have
-    )
-
-
-def scrape_instances(stack) -> list[dict]:
-    return [scrape(f"{url}/metrics") for url in stack.instance_urls]
-
-
-def wait_for(condition, what: str, deadline_seconds: float = DEADLINE_SECONDS):
-    """Poll `condition()` until it returns something truthy; fail after the deadline."""
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)  # the polling interval of a condition wait
-    pytest.fail(f"timed out waiting for {what}")
-
-
-@contextlib.contextmanager
-def process(name: str, command: list[str], env: dict, log_dir: Path):
-    """Run one extra process for a test and stop it by PID afterwards."""
-    with open(log_dir / f"{name}.log", "wb") as log:
-        started = subprocess.Popen(
-            command,
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield started
-    finally:
-        stop({name: started})
-
-
-def gunicorn(port: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-c", "project/gunicorn.conf.py"] + [
-        "project.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-    ]
 
 
 @pytest.fixture
@@ -228,7 +177,7 @@ def test_recycled_workers_lose_no_count_and_no_log_row(e2e_stack, tmp_path):
     }
     base = f"http://127.0.0.1:{port}"
     request_ids = [f"recycled-{uuid.uuid4().hex[:8]}-{i}" for i in range(24)]
-    with process("recycled", gunicorn(port), env, e2e_stack.log_dir) as web:
+    with process("recycled", gunicorn_command(port), env, e2e_stack.log_dir) as web:
         deadline = time.monotonic() + DEADLINE_SECONDS
         wait_until_healthy(f"{base}/healthz", web, deadline, e2e_stack.log_dir)
         # The instance's start emptied the directory.
@@ -258,20 +207,13 @@ def test_metrics_through_nginx_only_for_the_allowed_networks(e2e_stack, nginx_bi
     assert through.status == 200 and b"modelport_http_requests_total" in through.body
     # An nginx allowing only an internal network refuses loopback, in the JSON error shape.
     port = free_port()
-    prefix = tmp_path / "nginx"
-    prepare_prefix(prefix)
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        render_nginx(
-            listen_port=port,
-            upstream_ports=[int(url.rsplit(":", 1)[1]) for url in e2e_stack.instance_urls],
-            prefix=prefix,
-            static_root=tmp_path,
-            max_body_bytes=e2e_stack.max_body_bytes,
-            metrics_allowed_networks=["10.20.0.0/16"],
-        )
+    conf = write_nginx_conf(
+        tmp_path / "nginx",
+        listen_port=port,
+        web_ports=[int(url.rsplit(":", 1)[1]) for url in e2e_stack.instance_urls],
+        metrics_allowed_networks=["10.20.0.0/16"],
     )
-    command = [nginx_binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    command = nginx_command(nginx_binary, conf)
     assert subprocess.run([*command, "-t", "-q"], capture_output=True).returncode == 0
     with process("nginx-metrics", command, e2e_stack.env, e2e_stack.log_dir) as nginx:
         deadline = time.monotonic() + DEADLINE_SECONDS
@@ -297,7 +239,7 @@ def test_readyz_turns_503_while_redis_is_stopped_and_200_when_it_returns(e2e_sta
         return response if response.status == status else None
 
     with process("redis-ready", redis_command, env, log_dir) as redis:
-        with process("web-ready", gunicorn(web_port), env, log_dir) as web:
+        with process("web-ready", gunicorn_command(web_port), env, log_dir) as web:
             wait_until_healthy(ready_url, web, time.monotonic() + DEADLINE_SECONDS, log_dir)
             stop({"redis-ready": redis})
             down = wait_for(lambda: readiness(503), "/readyz to turn 503")

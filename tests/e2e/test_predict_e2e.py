@@ -1,5 +1,6 @@
 """Predictions as a client sees them: through nginx to two gunicorn instances."""
 
+import gzip
 import io
 import time
 
@@ -90,3 +91,17 @@ def test_promotion_reaches_both_instances_without_a_failed_request(
         assert versions[-1] == 2
         # Once an instance has switched it never goes back to the old version.
         assert versions == sorted(versions)
+
+
+def test_nginx_compresses_json_answers_for_clients_that_accept_gzip(
+    e2e_stack, served, house_model, house_rows
+):
+    body = {"inputs": house_rows.to_dict("records")}
+    plain = post(e2e_stack, body, served)
+    packed = post(e2e_stack, body, {**served, "Accept-Encoding": "gzip"})
+    assert plain.status == packed.status == 200
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip"
+    unpacked = orjson.loads(gzip.decompress(packed.body))
+    assert unpacked["predictions"] == plain.json()["predictions"]
+    assert len(packed.body) < len(plain.body)
