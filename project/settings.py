@@ -5,6 +5,7 @@ lists them all with their defaults.
 """
 
 import ipaddress
+import json
 import os
 from pathlib import Path
 
@@ -181,6 +182,22 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
+# Model artifacts are read and written through Django's storage API: files under MEDIA_ROOT by
+# default, or any backend, e.g. an S3-compatible bucket shared by every machine:
+# STORAGE_BACKEND=storages.backends.s3.S3Storage (pip install "django-storages[s3]") and
+# STORAGE_OPTIONS={"bucket_name": "modelport", "endpoint_url": "https://..."} (JSON).
+# Job files stay under MEDIA_ROOT, which must then be a filesystem shared by web and workers.
+try:
+    STORAGE_OPTIONS = json.loads(env_str("STORAGE_OPTIONS", "{}"))
+except json.JSONDecodeError as exc:
+    raise ImproperlyConfigured(f"STORAGE_OPTIONS is not JSON: {exc}.") from None
+STORAGES = {
+    "default": {
+        "BACKEND": env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": STORAGE_OPTIONS,
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # Uploads above this size go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
