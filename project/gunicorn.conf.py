@@ -28,6 +28,9 @@ workers = _env_int("WEB_WORKERS", 1)
 threads = _env_int("WEB_THREADS", 4)
 timeout = _env_int("WEB_TIMEOUT_SECONDS", 120)
 graceful_timeout = 30
+# Longer than nginx's upstream keepalive_timeout (60 s): nginx, not gunicorn, closes idle
+# connections, so a request is never sent on a connection gunicorn is closing.
+keepalive = _env_int("WEB_KEEPALIVE_SECONDS", 75)
 
 # Recycle workers now and then so slow leaks (e.g. in native code) cannot pile up;
 # the jitter keeps the workers of all instances from restarting at the same moment.

@@ -9,6 +9,7 @@ Each test prints what it measured (requests, failures, recovery time): `pytest -
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from modelregistry import demo
 from modelregistry import services as registry_services
 
 from .conftest import (
+    BASE_DIR,
     free_port,
     gunicorn_command,
     http_request,
@@ -99,10 +101,6 @@ def balanced(e2e_stack, tmp_path_factory, nginx_binary):
 
 
 def _popen(command, env, log):
-    import subprocess
-
-    from .conftest import BASE_DIR
-
     return subprocess.Popen(
         command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -389,4 +387,43 @@ def test_promotion_and_rollback_under_load_fail_nothing_and_switch_within_2_s(ba
     assert {o.version for o in outcomes} == {1, 2}
     # Each response names the version whose predictions it carries, for every row
     # (rows_right compares all 1,000 predictions with that version's own).
+    assert all(o.rows_right for o in outcomes)
+
+
+def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_path, nginx_binary):
+    """Workers replaced every 25 requests (WEB_MAX_REQUESTS) behind nginx's kept-alive
+    connections: no request is lost while they come and go."""
+    port, nginx_port = free_port(), free_port()
+    env = {
+        **e2e_stack.env,
+        "WEB_WORKERS": "2",
+        "WEB_MAX_REQUESTS": "25",  # jitter 2
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    conf = write_nginx_conf(tmp_path / "nginx", listen_port=nginx_port, web_ports=[port])
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    processes = {}
+    try:
+        for name, command in (
+            ("web", gunicorn_command(port)),
+            ("nginx", nginx_command(nginx_binary, conf)),
+        ):
+            with open(log_dir / f"{name}.log", "wb") as log:
+                processes[name] = _popen(command, env, log)
+        deadline = time.monotonic() + 60
+        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", processes["web"], deadline, log_dir)
+        with Load(f"http://127.0.0.1:{nginx_port}", single_rows(served)) as load:
+            wait_for(
+                lambda: (log_dir / "web.log").read_text().count("Booting worker") >= 8,
+                "gunicorn to replace its workers several times",
+                deadline_seconds=120,
+            )
+    finally:
+        stop(processes)
+    outcomes = load.outcomes
+    failures = [o for o in outcomes if o.status != 200]
+    boots = (log_dir / "web.log").read_text().count("Booting worker")
+    report("recycling", sent=len(outcomes), failures=len(failures), worker_boots=boots)
+    assert failures == [], failures[:5]
     assert all(o.rows_right for o in outcomes)
