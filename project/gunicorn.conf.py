@@ -26,6 +26,8 @@ def _env_int(name: str, default: int) -> int:
 worker_class = "gthread"
 workers = _env_int("WEB_WORKERS", 1)
 threads = _env_int("WEB_THREADS", 4)
+# Far above the slowest synchronous request (PREDICT_SYNC_MAX_ROWS or _BYTES: about a second);
+# bigger inputs become background jobs, so only a hung worker reaches it.
 timeout = _env_int("WEB_TIMEOUT_SECONDS", 120)
 graceful_timeout = 30
 # Longer than nginx's upstream keepalive_timeout (60 s): nginx, not gunicorn, closes idle

@@ -201,7 +201,9 @@ def test_recycled_workers_lose_no_count_and_no_log_row(e2e_stack, tmp_path):
     assert Counter(logged.values_list("request_id", flat=True)) == Counter(request_ids)
 
 
-def test_metrics_through_nginx_only_for_the_allowed_networks(e2e_stack, nginx_binary, tmp_path):
+def test_metrics_and_rq_views_through_nginx_only_for_the_allowed_networks(
+    e2e_stack, nginx_binary, tmp_path
+):
     # The stack's nginx allows loopback (the default METRICS_ALLOWED_NETWORKS).
     through = e2e_stack.request("GET", "/metrics")
     assert through.status == 200 and b"modelport_http_requests_total" in through.body
@@ -219,9 +221,13 @@ def test_metrics_through_nginx_only_for_the_allowed_networks(e2e_stack, nginx_bi
         deadline = time.monotonic() + DEADLINE_SECONDS
         wait_until_healthy(f"http://127.0.0.1:{port}/healthz", nginx, deadline, e2e_stack.log_dir)
         refused = http_request("GET", f"http://127.0.0.1:{port}/metrics")
-    assert refused.status == 403
-    assert refused.headers["Content-Type"].startswith("application/problem+json")
-    assert refused.json()["code"] == "forbidden"
+        rq_views = http_request("GET", f"http://127.0.0.1:{port}/admin/django-rq/")
+        admin = http_request("GET", f"http://127.0.0.1:{port}/admin/login/")
+    for response in (refused, rq_views):
+        assert response.status == 403
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        assert response.json()["code"] == "forbidden"
+    assert admin.status == 200  # the rest of the admin is only behind its login
 
 
 def test_readyz_turns_503_while_redis_is_stopped_and_200_when_it_returns(e2e_stack, tmp_path):
