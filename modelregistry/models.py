@@ -26,6 +26,18 @@ class RegisteredModel(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     task = models.CharField(max_length=20, choices=Task.choices)
+    # Serving settings (a version is immutable; these may change at any time, and reach every
+    # process within DEFAULT_VERSION_CACHE_SECONDS). Empty numbers take the settings' defaults.
+    batching_enabled = models.BooleanField(
+        default=True,
+        help_text="Gather concurrent small requests into one call (if BATCH_ENABLED).",
+    )
+    batch_max_rows = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Rows per gathered call; empty: BATCH_MAX_ROWS."
+    )
+    batch_max_wait_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Longest gathering wait; empty: BATCH_MAX_WAIT_MS."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

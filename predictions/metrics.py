@@ -95,6 +95,18 @@ BATCH_SIZE = Histogram(
     ["model", "version"],
     buckets=(1, 2, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000),
 )
+MICROBATCH_SIZE = Histogram(
+    "modelport_microbatch_size_rows",
+    "Rows per model call of the micro-batcher (requests' rows gathered into one call).",
+    ["model", "version"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024),
+)
+MICROBATCH_WAIT = Histogram(
+    "modelport_microbatch_wait_seconds",
+    "Time a request's rows waited in the micro-batcher before its model call started.",
+    ["model", "version"],
+    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
 MODEL_LOAD_DURATION = Histogram(
     "modelport_model_load_duration_seconds",
     "Time to read, verify and load a model version into a process's cache.",
@@ -173,6 +185,16 @@ def observe_prediction(*, version, rows: int, seconds: float) -> None:
         kind = "single" if rows == 1 else "batch"
         PREDICTION_DURATION.labels(model, number, kind).observe(seconds)
         BATCH_SIZE.labels(model, number).observe(rows)
+
+
+def observe_microbatch(labels: tuple[str, str], rows: int) -> None:
+    if _enabled():
+        MICROBATCH_SIZE.labels(*labels).observe(rows)
+
+
+def observe_microbatch_wait(labels: tuple[str, str], seconds: float) -> None:
+    if _enabled():
+        MICROBATCH_WAIT.labels(*labels).observe(seconds)
 
 
 def observe_model_load(*, version, seconds: float) -> None:

@@ -220,6 +220,11 @@ RQ_QUEUES = {
 # Model registry
 MODEL_CACHE_SIZE = env_int("MODEL_CACHE_SIZE", 8, minimum=1)
 MAX_ARTIFACT_BYTES = env_int("MAX_ARTIFACT_BYTES", 512 * 1024**2, minimum=1)
+# Micro-batching (predictions/batching.py): concurrent requests of up to BATCH_MAX_ROWS rows for
+# one version share a model call, gathered for at most BATCH_MAX_WAIT_MS while others queue.
+BATCH_ENABLED = env_bool("BATCH_ENABLED", True)
+BATCH_MAX_ROWS = env_int("BATCH_MAX_ROWS", 64, minimum=1)
+BATCH_MAX_WAIT_MS = env_int("BATCH_MAX_WAIT_MS", 2)
 DEFAULT_VERSION_CACHE_SECONDS = env_int("DEFAULT_VERSION_CACHE_SECONDS", 1)
 MODELPORT_ALLOW_PICKLE = env_bool("MODELPORT_ALLOW_PICKLE", False)
 MODELPORT_TRUSTED_TYPES = env_list("MODELPORT_TRUSTED_TYPES", "")

@@ -11,7 +11,7 @@ from modelregistry import loader
 from modelregistry.errors import ModelUnavailable
 from modelregistry.models import ModelVersion, VersionStatus
 
-from .. import metrics, validation
+from .. import batching, metrics, validation
 from ..errors import EmptyInput, InvalidInput
 from ..parsers import ParsedInput
 
@@ -56,6 +56,14 @@ def _predict_in_chunks(method, features: pd.DataFrame) -> np.ndarray:
         return np.asarray(method(features))
     parts = [method(features.iloc[start : start + size]) for start in range(0, len(features), size)]
     return np.concatenate(parts)
+
+
+def _call_model(version: ModelVersion, estimator, method: str, features: pd.DataFrame):
+    """The model's `method` on the rows: small calls gathered with concurrent ones (batching),
+    big ones in chunks of PREDICT_CHUNK_ROWS."""
+    if batching.is_enabled(version, len(features)):
+        return batching.call(version, estimator, method, features)
+    return _predict_in_chunks(getattr(estimator, method), features)
 
 
 def _spread(values: list, good_rows: np.ndarray, rows: int) -> list:
@@ -106,11 +114,11 @@ def score_rows(
     )
     predictions, probabilities = [], None
     if len(checked.good_rows):
-        predictions = _predict_in_chunks(estimator.predict, checked.features).tolist()
+        predictions = _call_model(version, estimator, "predict", checked.features).tolist()
     if return_probabilities:
         keys = [str(label) for label in output["classes"]]
         table = (
-            _predict_in_chunks(estimator.predict_proba, checked.features).tolist()
+            _call_model(version, estimator, "predict_proba", checked.features).tolist()
             if len(checked.good_rows)
             else []
         )

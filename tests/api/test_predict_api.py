@@ -9,6 +9,7 @@ import skops.io
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from modelregistry import loader
 from modelregistry import services as registry_services
 from modelregistry.demo import train_iris
 from predictions.serializers import PredictOutput
@@ -282,3 +283,28 @@ def test_throttle_limits_requests_per_token(registered_version, api_client, rows
         PredictThrottle.THROTTLE_RATES = original
         caches["throttle"].clear()
     assert statuses == [200, 200, 429]
+
+
+def test_a_model_with_batching_switched_off_is_scored_without_the_batcher(
+    registered_version, api_client, house_model, house_rows
+):
+    from prometheus_client import REGISTRY
+
+    def gathered() -> float:
+        labels = {"model": "house-prices", "version": "1"}
+        return REGISTRY.get_sample_value("modelport_microbatch_size_rows_count", labels) or 0.0
+
+    row = house_rows.iloc[0].to_dict()
+    before = gathered()
+    assert api_client.post(URL, row, format="json").status_code == 200
+    assert gathered() == before + 1  # on by default: through the batcher
+    model = registered_version.registered_model
+    model.batching_enabled = False
+    model.save(update_fields=["batching_enabled"])
+    loader.clear_caches()  # the default pointer (with its model) is cached for a second
+    response = api_client.post(URL, row, format="json")
+    assert response.status_code == 200
+    assert response.json()["prediction"] == pytest.approx(
+        house_model.predict(house_rows.head(1))[0]
+    )
+    assert gathered() == before + 1

@@ -46,6 +46,7 @@ INSTANCES = 2
 CLIENT_THREADS = 4
 SWITCH_SECONDS = 2  # the bound for every instance to serve a new default
 BATCH_ROWS = 1000
+NGINX_NOTICE_SECONDS = 0.25
 
 
 @dataclass
@@ -271,6 +272,9 @@ def test_instance_killed_with_9_fails_only_its_requests_in_flight_and_rejoins(ba
         master = balanced.master_pid(victim)
         killed_at = time.monotonic()
         os.killpg(master, signal.SIGKILL)  # the master and its workers (its process group)
+        # Gone once the supervisor has reaped it (the kernel closed its sockets before that).
+        wait_for(lambda: not Path(f"/proc/{master}").exists(), "the instance to die")
+        gone_at = time.monotonic()
         wait_for(
             lambda: balanced.master_pid(victim) != master and answers(f"http://{address}/healthz"),
             "the supervisor to restart the instance",
@@ -289,6 +293,7 @@ def test_instance_killed_with_9_fails_only_its_requests_in_flight_and_rejoins(ba
         "kill -9",
         sent=len(outcomes),
         failures=len(failures),
+        died_after_s=round(gone_at - killed_at, 3),
         restarted_after_s=round(restarted_at - killed_at, 2),
         traffic_again_after_s=round(rejoined_at - killed_at, 2),
     )
@@ -296,10 +301,12 @@ def test_instance_killed_with_9_fails_only_its_requests_in_flight_and_rejoins(ba
     assert len(failures) <= CLIENT_THREADS, failures
     for failure in failures:
         assert (failure.status, failure.code) == (502, "bad_gateway"), failure
-        assert failure.started <= killed_at, failure
+        # Sent before the instance was gone, or just after: nginx may still pick an idle
+        # kept-alive connection to it before it has handled that connection's close.
+        assert failure.started <= gone_at + NGINX_NOTICE_SECONDS, (failure, gone_at)
     assert all(o.rows_right for o in outcomes if o.status == 200)
-    # Everything sent after the kill was answered: by the other instance until the restart.
-    after_kill = [o for o in outcomes if o.started > killed_at]
+    # Everything sent once it was gone was answered: by the other instance until the restart.
+    after_kill = [o for o in outcomes if o.started > gone_at + NGINX_NOTICE_SECONDS]
     assert after_kill and all(o.status == 200 for o in after_kill)
     assert all(o.upstream == balanced.address(1) for o in after_kill if o.finished < restarted_at)
 

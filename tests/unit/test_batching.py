@@ -1,0 +1,153 @@
+"""The micro-batcher with real threads and the real test model: every caller gets exactly its
+own rows back, a failing caller fails alone, versions never mix, and it can be switched off."""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from modelregistry import demo
+from predictions import batching
+
+THREADS = 16
+CALLS_PER_THREAD = 10
+
+
+class Recording:
+    """An estimator wrapper that records the rows of each call (and can be slow or fail)."""
+
+    def __init__(self, model, *, delay: float = 0.0, poison: float | None = None):
+        self.model = model
+        self.delay = delay
+        self.poison = poison
+        self.calls: list[int] = []
+        self.failed_calls: list[int] = []
+        self._lock = threading.Lock()
+
+    def predict(self, features):
+        with self._lock:
+            self.calls.append(len(features))
+        time.sleep(self.delay)  # a model call that takes a while, so that callers queue up
+        if self.poison is not None and (features["med_inc"] == self.poison).any():
+            with self._lock:
+                self.failed_calls.append(len(features))
+            raise ValueError("poisoned row")
+        return self.model.predict(features)
+
+
+def fake_version(pk: int, name: str = "house", number: int = 1, **model_settings):
+    model = SimpleNamespace(
+        name=name,
+        batching_enabled=model_settings.get("batching_enabled", True),
+        batch_max_rows=model_settings.get("batch_max_rows"),
+        batch_max_wait_ms=model_settings.get("batch_max_wait_ms"),
+    )
+    return SimpleNamespace(pk=pk, number=number, registered_model=model)
+
+
+def run_threads(target, count: int = THREADS) -> list:
+    """Start `count` threads at once on target(index); return their results or exceptions."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def work(index):
+        barrier.wait()
+        try:
+            results[index] = target(index)
+        except Exception as exc:  # collected and checked by the test
+            results[index] = exc
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+@pytest.fixture
+def rows(house_rows):
+    return demo.house_prices_data(rows=THREADS * CALLS_PER_THREAD, seed=21).drop(columns="price")
+
+
+def test_concurrent_callers_get_exactly_their_own_predictions(house_model, rows, settings):
+    settings.BATCH_MAX_ROWS, settings.BATCH_MAX_WAIT_MS = 64, 5
+    model = Recording(house_model, delay=0.002)
+    version = fake_version(pk=101)
+
+    def caller(index):
+        mine = rows.iloc[index * CALLS_PER_THREAD : (index + 1) * CALLS_PER_THREAD]
+        return [
+            batching.call(version, model, "predict", mine.iloc[[i]]).tolist()
+            for i in range(len(mine))
+        ]
+
+    results = run_threads(caller)
+    expected = house_model.predict(rows).tolist()
+    for index, got in enumerate(results):
+        assert not isinstance(got, Exception), got
+        mine = expected[index * CALLS_PER_THREAD : (index + 1) * CALLS_PER_THREAD]
+        assert [value[0] for value in got] == pytest.approx(mine, rel=0, abs=0)
+    assert sum(model.calls) == len(rows)  # every row scored once
+    assert max(model.calls) > 1  # callers were gathered
+    assert len(model.calls) < len(rows)
+    assert max(model.calls) <= settings.BATCH_MAX_ROWS
+
+
+def test_a_call_that_fails_in_a_gathered_batch_fails_alone(house_model, rows, settings):
+    settings.BATCH_MAX_ROWS, settings.BATCH_MAX_WAIT_MS = 64, 20
+    poisoned = rows.copy()
+    poisoned.loc[poisoned.index[3], "med_inc"] = -999.0
+    model = Recording(house_model, delay=0.01, poison=-999.0)
+    version = fake_version(pk=102)
+
+    results = run_threads(lambda i: batching.call(version, model, "predict", poisoned.iloc[[i]]))
+
+    expected = house_model.predict(rows.iloc[:THREADS])
+    for index, result in enumerate(results):
+        if index == 3:
+            assert isinstance(result, ValueError) and "poisoned" in str(result)
+        else:
+            assert not isinstance(result, Exception), result
+            assert result.tolist() == [expected[index]]
+    assert any(size > 1 for size in model.failed_calls)  # it was gathered, then split up
+
+
+def test_versions_are_never_gathered_together(house_model, rows, settings):
+    settings.BATCH_MAX_ROWS, settings.BATCH_MAX_WAIT_MS = 64, 5
+    other_model = demo.train_house_prices(rows=600, max_iter=30)
+    models = {1: Recording(house_model, delay=0.002), 2: Recording(other_model, delay=0.002)}
+    versions = {1: fake_version(pk=201, number=1), 2: fake_version(pk=202, number=2)}
+
+    def caller(index):
+        number = 1 + index % 2
+        row = rows.iloc[[index]]
+        return number, batching.call(versions[number], models[number], "predict", row).tolist()
+
+    results = run_threads(caller)
+    truth = {1: house_model.predict(rows), 2: other_model.predict(rows)}
+    assert not np.allclose(truth[1][:THREADS], truth[2][:THREADS])
+    for index, (number, got) in enumerate(results):
+        assert got == [truth[number][index]]
+    assert sum(models[1].calls) == sum(models[2].calls) == THREADS // 2
+
+
+def test_a_lone_call_is_scored_in_one_call_of_its_own(house_model, rows, settings):
+    model = Recording(house_model)
+    result = batching.call(fake_version(pk=301), model, "predict", rows.iloc[:3])
+    assert result.tolist() == house_model.predict(rows.iloc[:3]).tolist()
+    assert model.calls == [3]
+
+
+def test_batching_is_off_for_big_calls_and_when_switched_off(settings):
+    version = fake_version(pk=401)
+    settings.BATCH_ENABLED, settings.BATCH_MAX_ROWS = True, 64
+    assert batching.is_enabled(version, 64)
+    assert not batching.is_enabled(version, 65)
+    assert not batching.is_enabled(version, 0)
+    assert batching.is_enabled(fake_version(pk=402, batch_max_rows=100), 100)  # the model's own
+    assert not batching.is_enabled(fake_version(pk=403, batching_enabled=False), 1)
+    settings.BATCH_ENABLED = False
+    assert not batching.is_enabled(version, 1)
