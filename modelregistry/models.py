@@ -38,6 +38,10 @@ class RegisteredModel(models.Model):
     batch_max_wait_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="Longest gathering wait; empty: BATCH_MAX_WAIT_MS."
     )
+    prediction_cache_enabled = models.BooleanField(
+        default=True,
+        help_text="Keep single-row predictions in Redis (if PREDICTION_CACHE_ENABLED).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -107,6 +107,11 @@ MICROBATCH_WAIT = Histogram(
     ["model", "version"],
     buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
+PREDICTION_CACHE_REQUESTS = Counter(
+    "modelport_prediction_cache_requests_total",
+    "Single-row lookups in the prediction cache, by result (hit, miss, error).",
+    ["model", "version", "result"],
+)
 MODEL_LOAD_DURATION = Histogram(
     "modelport_model_load_duration_seconds",
     "Time to read, verify and load a model version into a process's cache.",
@@ -195,6 +200,11 @@ def observe_microbatch(labels: tuple[str, str], rows: int) -> None:
 def observe_microbatch_wait(labels: tuple[str, str], seconds: float) -> None:
     if _enabled():
         MICROBATCH_WAIT.labels(*labels).observe(seconds)
+
+
+def observe_prediction_cache(*, version, result: str) -> None:
+    if _enabled():
+        PREDICTION_CACHE_REQUESTS.labels(*_version_labels(version), result).inc()
 
 
 def observe_model_load(*, version, seconds: float) -> None:

@@ -225,6 +225,9 @@ MAX_ARTIFACT_BYTES = env_int("MAX_ARTIFACT_BYTES", 512 * 1024**2, minimum=1)
 BATCH_ENABLED = env_bool("BATCH_ENABLED", True)
 BATCH_MAX_ROWS = env_int("BATCH_MAX_ROWS", 64, minimum=1)
 BATCH_MAX_WAIT_MS = env_int("BATCH_MAX_WAIT_MS", 2)
+# Single-row predictions kept in Redis per version and input (a model can opt out in the admin).
+PREDICTION_CACHE_ENABLED = env_bool("PREDICTION_CACHE_ENABLED", True)
+PREDICTION_CACHE_SECONDS = env_int("PREDICTION_CACHE_SECONDS", 300, minimum=1)
 DEFAULT_VERSION_CACHE_SECONDS = env_int("DEFAULT_VERSION_CACHE_SECONDS", 1)
 MODELPORT_ALLOW_PICKLE = env_bool("MODELPORT_ALLOW_PICKLE", False)
 MODELPORT_TRUSTED_TYPES = env_list("MODELPORT_TRUSTED_TYPES", "")
@@ -266,6 +269,12 @@ RESULTS_MAX_PAGE_SIZE = env_int("RESULTS_MAX_PAGE_SIZE", 10_000, minimum=1)
 
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Shared by every instance: single-row predictions (predictions/services/prediction_cache.py).
+    "predictions": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "modelport",
+    },
     # Shared by every instance: per-token request counts for throttling.
     "throttle": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -25,6 +25,14 @@ def request_log_written_in_the_request():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prediction_cache_off():
+    """Tests in this process score every row (tests/api/test_prediction_cache.py turns the
+    cache on); the processes the e2e tests start use it as in production."""
+    with override_settings(PREDICTION_CACHE_ENABLED=False):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_caches():
     """Each test starts with empty per-process caches (models, default pointers)."""

@@ -14,6 +14,7 @@ from modelregistry.models import ModelVersion, VersionStatus
 from .. import batching, metrics, validation
 from ..errors import EmptyInput, InvalidInput
 from ..parsers import ParsedInput
+from . import prediction_cache
 
 RETRY_AFTER_SECONDS = 30
 
@@ -66,6 +67,19 @@ def _call_model(version: ModelVersion, estimator, method: str, features: pd.Data
     return _predict_in_chunks(getattr(estimator, method), features)
 
 
+def _model_outputs(
+    version: ModelVersion, estimator, features: pd.DataFrame, with_probabilities: bool
+) -> tuple[list, list]:
+    """(predictions, probability rows or []) for checked rows."""
+    predictions = _call_model(version, estimator, "predict", features).tolist()
+    table = (
+        _call_model(version, estimator, "predict_proba", features).tolist()
+        if with_probabilities
+        else []
+    )
+    return predictions, table
+
+
 def _spread(values: list, good_rows: np.ndarray, rows: int) -> list:
     """Values of the good rows placed at their positions, None at the bad ones."""
     if len(good_rows) == rows:
@@ -112,16 +126,21 @@ def score_rows(
         failed_rows=parsed.row_errors,
         absent=parsed.absent,
     )
-    predictions, probabilities = [], None
+    predictions, table = [], []
     if len(checked.good_rows):
-        predictions = _call_model(version, estimator, "predict", checked.features).tolist()
+
+        def compute():
+            return _model_outputs(version, estimator, checked.features, return_probabilities)
+
+        if checked.rows == 1 and prediction_cache.is_enabled(version):
+            predictions, table = prediction_cache.fetch(
+                version, checked.features, with_probabilities=return_probabilities, compute=compute
+            )
+        else:
+            predictions, table = compute()
+    probabilities = None
     if return_probabilities:
         keys = [str(label) for label in output["classes"]]
-        table = (
-            _call_model(version, estimator, "predict_proba", checked.features).tolist()
-            if len(checked.good_rows)
-            else []
-        )
         probabilities = _spread(
             [dict(zip(keys, row, strict=True)) for row in table], checked.good_rows, checked.rows
         )
