@@ -202,11 +202,10 @@ def wait_for(condition, what: str, deadline_seconds: float = STARTUP_SECONDS):
     pytest.fail(f"timed out waiting for {what}")
 
 
-@contextlib.contextmanager
-def process(name: str, command: list[str], env: dict, log_dir: Path):
-    """Run one extra process for a test and stop it by PID afterwards."""
+def launch(name: str, command: list[str], env: dict, log_dir: Path) -> subprocess.Popen:
+    """Start a process in its own session (stop() ends its group), output in log_dir/name.log."""
     with open(log_dir / f"{name}.log", "wb") as log:
-        started = subprocess.Popen(
+        return subprocess.Popen(
             command,
             cwd=BASE_DIR,
             env=env,
@@ -214,6 +213,12 @@ def process(name: str, command: list[str], env: dict, log_dir: Path):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@contextlib.contextmanager
+def process(name: str, command: list[str], env: dict, log_dir: Path):
+    """Run one extra process for a test and stop it by PID afterwards."""
+    started = launch(name, command, env, log_dir)
     try:
         yield started
     finally:
@@ -324,15 +329,7 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
     )
     try:
         for name, command in commands.items():
-            with open(log_dir / f"{name}.log", "wb") as log:
-                stack.processes[name] = subprocess.Popen(
-                    command,
-                    cwd=BASE_DIR,
-                    env=process_env.get(name, env),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            stack.processes[name] = launch(name, command, process_env.get(name, env), log_dir)
         deadline = time.monotonic() + STARTUP_SECONDS
         for i, url in enumerate(stack.instance_urls, start=1):
             wait_until_healthy(f"{url}/healthz", stack.processes[f"web{i}"], deadline, log_dir)

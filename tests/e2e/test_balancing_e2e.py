@@ -9,7 +9,6 @@ Each test prints what it measured (requests, failures, recovery time): `pytest -
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,10 +25,10 @@ from modelregistry import demo
 from modelregistry import services as registry_services
 
 from .conftest import (
-    BASE_DIR,
     free_port,
     gunicorn_command,
     http_request,
+    launch,
     log_tails,
     nginx_command,
     scrape,
@@ -89,8 +88,7 @@ def balanced(e2e_stack, tmp_path_factory, nginx_binary):
     try:
         for name, command in commands.items():
             env = {**e2e_stack.env, "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics" / name)}
-            with open(log_dir / f"{name}.log", "wb") as log:
-                stack.processes[name] = _popen(command, env, log)
+            stack.processes[name] = launch(name, command, env, log_dir)
         deadline = time.monotonic() + 60
         for i, port in enumerate(ports):
             url = f"http://127.0.0.1:{port}/healthz"
@@ -99,12 +97,6 @@ def balanced(e2e_stack, tmp_path_factory, nginx_binary):
         yield stack
     finally:
         stop(stack.processes)
-
-
-def _popen(command, env, log):
-    return subprocess.Popen(
-        command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
 
 
 @dataclass
@@ -416,8 +408,7 @@ def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_pat
             ("web", gunicorn_command(port)),
             ("nginx", nginx_command(nginx_binary, conf)),
         ):
-            with open(log_dir / f"{name}.log", "wb") as log:
-                processes[name] = _popen(command, env, log)
+            processes[name] = launch(name, command, env, log_dir)
         deadline = time.monotonic() + 60
         wait_until_healthy(f"http://127.0.0.1:{port}/healthz", processes["web"], deadline, log_dir)
         with Load(f"http://127.0.0.1:{nginx_port}", single_rows(served)) as load:
