@@ -1,30 +1,56 @@
--- wrk script for bench/run.py: POST one body, read from a file, with a content type and an API
+-- wrk script for bench/run.py: POST bodies read from a file, with a content type and an API
 -- token, over and over; check every response; print the figures as one JSON line at the end.
 --
---   wrk -t2 -c4 -d10s -s bench/post.lua URL -- BODY_FILE CONTENT_TYPE TOKEN
+--   wrk -t2 -c4 -d10s -s bench/post.lua URL -- BODY_FILE CONTENT_TYPE TOKEN [lines]
+--
+-- With "lines", every line of BODY_FILE is a body of its own and the requests take them in turn
+-- (each wrk thread starting at a different line); otherwise the whole file is one body.
 --
 -- A response counts as good when its status is 2xx and its body says "rows_failed":0 (every
 -- row was scored). bench/run.py reads the line that starts with BENCH_RESULT.
 
 local threads = {}
 
+local started_threads = 0
+
 function setup(thread)
    table.insert(threads, thread)
+   thread:set("thread_index", started_threads) -- a global of that thread's own Lua state
+   started_threads = started_threads + 1
 end
 
 function init(args)
-   local path, content_type, token = args[1], args[2], args[3]
+   local path, content_type, token, mode = args[1], args[2], args[3], args[4]
    local file = assert(io.open(path, "rb"))
-   wrk.body = file:read("*a")
-   file:close()
    wrk.method = "POST"
    wrk.headers["Content-Type"] = content_type
    wrk.headers["Authorization"] = "Token " .. token
+   if mode == "lines" then
+      bodies = {}
+      for line in file:lines() do
+         if line ~= "" then
+            table.insert(bodies, line)
+         end
+      end
+      next_body = ((thread_index or 0) * 7919) % #bodies + 1
+   else
+      wrk.body = file:read("*a")
+   end
+   file:close()
    -- Per-thread counters, read back in done() with thread:get().
    good = 0
    non_2xx = 0
    bad_body = 0
    last_bad_status = 0
+end
+
+function request()
+   if bodies == nil then
+      return wrk.format()
+   end
+   local body = bodies[next_body]
+   next_body = next_body % #bodies + 1
+   return wrk.format(nil, nil, nil, body)
 end
 
 function response(status, headers, body)

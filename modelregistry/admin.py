@@ -70,6 +70,31 @@ class VersionUploadForm(forms.ModelForm):
         return cleaned
 
 
+def _inherit_choice(**kwargs) -> forms.NullBooleanField:
+    choices = [("", "The model's setting"), ("True", "Yes"), ("False", "No")]
+    return forms.NullBooleanField(required=False, widget=forms.Select(choices=choices), **kwargs)
+
+
+class ServingOptionsForm(forms.ModelForm):
+    """A stored version's page: only how it is served can change, never what it is."""
+
+    batching_enabled = _inherit_choice(label="Micro-batching")
+    prediction_cache_enabled = _inherit_choice(label="Prediction cache")
+
+    class Meta:
+        model = ModelVersion
+        fields = sorted(services.SERVING_OPTIONS)
+
+    def clean_serves_onnx(self):
+        wanted = self.cleaned_data["serves_onnx"]
+        if wanted and not self.instance.onnx_artifact:
+            raise ValidationError(
+                f"This version has no ONNX model that matches scikit-learn "
+                f"({self.instance.onnx_detail or 'not converted'})."
+            )
+        return wanted
+
+
 class VersionInline(admin.TabularInline):
     model = ModelVersion
     fields = ["number", "status", "is_default", "format", "sha256", "created_at"]
@@ -121,7 +146,15 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "is_default", "format", "created_by", "created_at"]
+    list_display = [
+        "__str__",
+        "status",
+        "is_default",
+        "serving_path",
+        "format",
+        "created_by",
+        "created_at",
+    ]
     list_filter = ["registered_model", "status", "is_default", "format"]
     actions = ["promote"]
     readonly_fields = [
@@ -137,6 +170,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "schema_table",
         "output",
         "single_row_latency_ms",
+        "serving_path",
+        "onnx_check",
         "notes",
         "status",
         "status_reason",
@@ -146,8 +181,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        if obj is None:
-            kwargs["form"] = VersionUploadForm
+        kwargs["form"] = VersionUploadForm if obj is None else ServingOptionsForm
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
@@ -160,21 +194,37 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 "notes",
                 "make_default",
             ]
-        return self.readonly_fields
+        return self.readonly_fields + sorted(services.SERVING_OPTIONS)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return super().get_fieldsets(request, obj)
+        serving = ["serving_path", "onnx_check", *sorted(services.SERVING_OPTIONS)]
+        stored = [name for name in self.readonly_fields if name not in serving]
+        return [
+            ("Version (immutable)", {"fields": stored}),
+            (
+                "Serving (may change at any time; reaches every process within "
+                "DEFAULT_VERSION_CACHE_SECONDS for the default version)",
+                {"fields": serving},
+            ),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
-        # A version is immutable: everything is read-only once it exists.
+        # A version is immutable: only its serving options can change once it exists.
         return self.readonly_fields if obj else []
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        # A version is immutable: its page is view-only (actions still promote it).
-        return obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
     def save_model(self, request, obj, form, change):
         cleaned = form.cleaned_data
+        if change:
+            options = {name: cleaned[name] for name in form.changed_data}
+            if options:
+                stored = ModelVersion.objects.select_related("registered_model").get(pk=obj.pk)
+                services.set_serving_options(version=stored, **options)
+            return
         version = services.register_version(
             model_name=cleaned["registered_model"].name,
             artifact=cleaned["validated"].data,
@@ -195,6 +245,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="Output")
     def output(self, obj):
         return _pretty_json(obj.output_info)
+
+    @admin.display(description="Serving path")
+    def serving_path(self, obj) -> str:
+        if obj.serving_path == "onnx":
+            return "ONNX runtime"
+        if obj.serves_onnx:
+            return "scikit-learn (ONNX_ENABLED is false)"
+        return "scikit-learn"
+
+    @admin.display(description="ONNX check")
+    def onnx_check(self, obj) -> str:
+        return obj.onnx_detail or "Not tried (uploaded before ONNX conversion existed)."
 
     @admin.action(description="Promote the selected version to default")
     def promote(self, request, queryset):

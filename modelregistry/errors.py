@@ -39,6 +39,10 @@ class VersionNotReady(ServingError):
     status_code, code, title = 409, "version_not_ready", "Version not ready"
 
 
+class OnnxUnavailable(ServingError):
+    status_code, code, title = 409, "onnx_unavailable", "No matching ONNX model"
+
+
 class TaskMismatch(ServingError):
     status_code, code, title = 400, "task_mismatch", "Task mismatch"
 

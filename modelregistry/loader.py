@@ -1,9 +1,11 @@
-"""Artifacts in, estimators out: safe loading, validation, and the per-process caches.
+"""Artifacts in, predictors out: safe loading, validation, and the per-process caches.
 
 Two caches live in each process. The *pointer* cache maps a model name to its default
 version for `DEFAULT_VERSION_CACHE_SECONDS`, so a promotion reaches every process within
 that time without any invalidation. The *model* cache is an LRU keyed by version pk: a
-version is immutable, so a loaded estimator never goes stale.
+version is immutable, so a loaded estimator never goes stale. A loaded version has its
+scikit-learn estimator and, when the upload converted to ONNX within tolerance, an ONNX runtime
+session; `get_predictor` picks the one the version serves with.
 """
 
 import json
@@ -18,12 +20,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import skops.io
 from django.conf import settings
 
 from predictions import metrics  # every Prometheus collector lives there
 
-from . import schema, storage
+from . import acceleration, schema, storage
 from .errors import (
     ArtifactInvalid,
     ModelNotFound,
@@ -58,6 +61,7 @@ class ValidatedArtifact:
     input_schema: dict
     output_info: dict
     single_row_latency_ms: float
+    onnx: acceleration.Conversion | None = None  # None: not tried (ONNX_ENABLED is false)
 
 
 def detect_format(filename: str, data: bytes) -> str:
@@ -146,12 +150,26 @@ def validate_artifact(
     serving_data = data if format == ArtifactFormat.SKOPS else convert_pickle(data)
     estimator = load_skops(serving_data)
     report = schema.check_estimator(estimator, sample=sample)
-    return ValidatedArtifact(format=format, data=data, serving_data=serving_data, **report)
+    onnx = None
+    if settings.ONNX_ENABLED:
+        onnx = acceleration.convert(
+            estimator,
+            schema=report["input_schema"],
+            output=report["output_info"],
+            reference=schema.reference_rows(report["input_schema"], sample),
+            tolerance=settings.ONNX_TOLERANCE,
+        )
+    return ValidatedArtifact(
+        format=format, data=data, serving_data=serving_data, onnx=onnx, **report
+    )
 
 
-def read_verified(version: ModelVersion) -> bytes:
-    """The version's loadable bytes, after checking they still hash to the recorded sha256."""
+def read_verified(version: ModelVersion, *, onnx: bool = False) -> bytes:
+    """The version's loadable bytes (skops, or its ONNX conversion), after checking they still
+    hash to the recorded sha256."""
     field, expected = version.loadable_artifact
+    if onnx:
+        field, expected = version.onnx_artifact, version.onnx_sha256
     try:
         data = storage.read_content(field.name)
     except OSError as exc:
@@ -161,29 +179,79 @@ def read_verified(version: ModelVersion) -> bytes:
     return data
 
 
+def _frame(X) -> pd.DataFrame:
+    return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, copy=False)
+
+
+class SklearnPredictor:
+    """The scikit-learn estimator, called with a DataFrame or a dict of column arrays."""
+
+    path = "scikit-learn"
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def predict(self, X):
+        return self.estimator.predict(_frame(X))
+
+    def predict_proba(self, X):
+        return self.estimator.predict_proba(_frame(X))
+
+
+class OnnxPredictor:
+    """The ONNX runtime session of a version; rows it cannot take (a null in a text column)
+    go to scikit-learn instead."""
+
+    path = "onnx"
+
+    def __init__(self, session: acceleration.OnnxPredictor, fallback: SklearnPredictor):
+        self.session, self.fallback = session, fallback
+
+    def predict(self, X):
+        try:
+            return self.session.predict(X)
+        except ValueError:
+            return self.fallback.predict(X)
+
+    def predict_proba(self, X):
+        try:
+            return self.session.predict_proba(X)
+        except ValueError:
+            return self.fallback.predict_proba(X)
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """What a process keeps of a version: scikit-learn always, ONNX when it was converted."""
+
+    sklearn: SklearnPredictor
+    onnx: OnnxPredictor | None
+    onnx_sha256: str  # the version's when loaded: a later conversion (convert_onnx) reloads
+
+
 class ModelCache:
-    """A bounded LRU of loaded estimators keyed by version pk, safe across threads."""
+    """A bounded LRU of loaded versions keyed by version pk, safe across threads."""
 
     def __init__(self):
-        self._items: OrderedDict[int, object] = OrderedDict()
+        self._items: OrderedDict[int, LoadedVersion] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, version: ModelVersion):
-        """The loaded estimator of `version`, loading (outside the lock) on a miss."""
+    def get(self, version: ModelVersion) -> LoadedVersion:
+        """The loaded `version`, loading (outside the lock) on a miss."""
         with self._lock:
-            if version.pk in self._items:
+            loaded = self._items.get(version.pk)
+            if loaded is not None and loaded.onnx_sha256 == version.onnx_sha256:
                 self._items.move_to_end(version.pk)
-                estimator = self._items[version.pk]
                 metrics.observe_model_cache(hit=True, size=len(self._items))
-                return estimator
-        estimator = _load_version(version)
+                return loaded
+        loaded = _load_version(version)
         with self._lock:
-            self._items[version.pk] = estimator
+            self._items[version.pk] = loaded
             self._items.move_to_end(version.pk)
             while len(self._items) > settings.MODEL_CACHE_SIZE:
                 self._items.popitem(last=False)
             metrics.observe_model_cache(hit=False, size=len(self._items))
-        return estimator
+        return loaded
 
     def __contains__(self, version_pk: int) -> bool:
         with self._lock:
@@ -194,7 +262,24 @@ class ModelCache:
             self._items.clear()
 
 
-def _load_version(version: ModelVersion):
+def _load_onnx(version: ModelVersion, sklearn: SklearnPredictor) -> OnnxPredictor | None:
+    """The version's ONNX session, or None (none stored, ONNX off, or it fails to load: then
+    scikit-learn serves, which is always right)."""
+    if not (version.onnx_artifact and settings.ONNX_ENABLED):
+        return None
+    try:
+        session = acceleration.OnnxPredictor(
+            read_verified(version, onnx=True),
+            schema=version.input_schema,
+            output=version.output_info,
+        )
+    except Exception as exc:  # whatever breaks, scikit-learn still serves the version
+        logger.warning("%s: the ONNX model cannot be used, scikit-learn serves: %s", version, exc)
+        return None
+    return OnnxPredictor(session, sklearn)
+
+
+def _load_version(version: ModelVersion) -> LoadedVersion:
     """Verify and load a version; a corrupt artifact marks it failed (503 for its requests)."""
     if version.status == VersionStatus.FAILED:
         raise ModelUnavailable(f"{version} failed to load: {version.status_reason}")
@@ -206,10 +291,12 @@ def _load_version(version: ModelVersion):
 
         mark_version_failed(version=version, reason=exc.detail)
         raise ModelUnavailable(f"{version} failed to load: {exc.detail}") from None
+    sklearn = SklearnPredictor(estimator)
+    loaded = LoadedVersion(sklearn, _load_onnx(version, sklearn), version.onnx_sha256)
     seconds = time.perf_counter() - started
     metrics.observe_model_load(version=version, seconds=seconds)
-    logger.info("loaded %s in %.3f s", version, seconds)
-    return estimator
+    logger.info("loaded %s in %.3f s (ONNX: %s)", version, seconds, loaded.onnx is not None)
+    return loaded
 
 
 model_cache = ModelCache()
@@ -217,9 +304,14 @@ _pointer_cache: dict[str, tuple[float, ModelVersion]] = {}
 _pointer_lock = threading.Lock()
 
 
-def get_predictor(version: ModelVersion):
-    """The loaded estimator of a version, from this process's LRU cache."""
-    return model_cache.get(version)
+def get_predictor(version: ModelVersion) -> SklearnPredictor | OnnxPredictor:
+    """What scores a version's rows in this process (from the LRU cache): its ONNX session when
+    the version serves with ONNX (`serving_path`), else scikit-learn. Both take a DataFrame or
+    a dict of column arrays, in schema order."""
+    loaded = model_cache.get(version)
+    if loaded.onnx is not None and version.serving_path == "onnx":
+        return loaded.onnx
+    return loaded.sklearn
 
 
 def resolve_version(model_name: str, number: int | None = None) -> ModelVersion:

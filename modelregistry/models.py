@@ -72,12 +72,37 @@ class ModelVersion(models.Model):
     input_schema = models.JSONField(help_text="Ordered features: name, type, categories, ...")
     output_info = models.JSONField(help_text="Task, classes, probabilities.")
     single_row_latency_ms = models.FloatField(null=True, blank=True)
+    # ONNX conversion, tried at upload (modelregistry/acceleration.py): the file when it
+    # converted and matched scikit-learn's predictions on the reference rows within
+    # ONNX_TOLERANCE, the measured difference, and a sentence on the outcome.
+    onnx_artifact = models.FileField(max_length=255, blank=True)
+    onnx_sha256 = models.CharField(max_length=64, blank=True)
+    onnx_max_difference = models.FloatField(null=True, blank=True)
+    onnx_detail = models.TextField(blank=True)
     notes = models.TextField(blank=True)
     status = models.CharField(
         max_length=10, choices=VersionStatus.choices, default=VersionStatus.READY
     )
     status_reason = models.TextField(blank=True)
     is_default = models.BooleanField(default=False)
+    # Serving settings: they change how the version is served, never what it is, and may
+    # change at any time. Empty means the model's setting (then the settings' default).
+    serves_onnx = models.BooleanField(
+        default=False,
+        help_text="Score with the ONNX runtime (only a version whose conversion matched).",
+    )
+    batching_enabled = models.BooleanField(
+        null=True, blank=True, help_text="Gather concurrent small requests; empty: the model's."
+    )
+    batch_max_rows = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Rows per gathered call; empty: the model's."
+    )
+    batch_max_wait_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Longest gathering wait; empty: the model's."
+    )
+    prediction_cache_enabled = models.BooleanField(
+        null=True, blank=True, help_text="Keep single-row predictions; empty: the model's."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -103,6 +128,17 @@ class ModelVersion(models.Model):
         if self.format == ArtifactFormat.SKOPS:
             return self.artifact, self.sha256
         return self.serving_artifact, self.serving_sha256
+
+    def serving_setting(self, name: str):
+        """A serving setting (batching, cache): the version's own, else its model's (None when
+        neither sets it: then the Django setting applies)."""
+        value = getattr(self, name)
+        return getattr(self.registered_model, name) if value is None else value
+
+    @property
+    def serving_path(self) -> str:
+        """What scores this version's rows: "onnx" or "scikit-learn"."""
+        return "onnx" if self.serves_onnx and settings.ONNX_ENABLED else "scikit-learn"
 
     @property
     def feature_names(self) -> list[str]:

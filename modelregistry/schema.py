@@ -140,6 +140,11 @@ def read_sample(data: bytes, schema: dict) -> pd.DataFrame:
     return frame[names]
 
 
+def reference_rows(schema: dict, sample: bytes | None) -> pd.DataFrame:
+    """The rows a version is checked on at upload: its sample, or rows made from the schema."""
+    return read_sample(sample, schema) if sample else generated_rows(schema)
+
+
 def _check_predictions(estimator, frame: pd.DataFrame, output: dict) -> None:
     """Raise ArtifactInvalid unless predictions have one finite (or known) value per row."""
     predictions = np.asarray(estimator.predict(frame))
@@ -182,7 +187,7 @@ def check_estimator(estimator, *, sample: bytes | None = None) -> dict:
         raise ArtifactInvalid(f"{type(estimator).__name__} has no predict method.")
     schema = derive_schema(estimator)
     output = describe_output(estimator)
-    frame = read_sample(sample, schema) if sample else generated_rows(schema)
+    frame = reference_rows(schema, sample)
     try:
         _check_predictions(estimator, frame, output)
     except ArtifactInvalid:

@@ -23,6 +23,7 @@ class VersionOutput(serializers.ModelSerializer):
     model = serializers.CharField(source="registered_model.name")
     created_by = serializers.CharField(source="created_by.username", default=None)
     has_sample = serializers.SerializerMethodField()
+    serving = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
@@ -40,12 +41,31 @@ class VersionOutput(serializers.ModelSerializer):
             "single_row_latency_ms",
             "notes",
             "has_sample",
+            "serving",
             "created_by",
             "created_at",
         ]
 
     def get_has_sample(self, version) -> bool:
         return bool(version.sample)
+
+    def get_serving(self, version) -> dict:
+        """How the version is served: the path, the ONNX check, batching and cache overrides
+        (null: the model's setting)."""
+        return {
+            "path": version.serving_path,
+            "onnx_max_difference": version.onnx_max_difference,
+            "onnx_detail": version.onnx_detail,
+            **{
+                name: getattr(version, name)
+                for name in (
+                    "batching_enabled",
+                    "batch_max_rows",
+                    "batch_max_wait_ms",
+                    "prediction_cache_enabled",
+                )
+            },
+        }
 
 
 class VersionSummary(serializers.ModelSerializer):

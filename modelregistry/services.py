@@ -2,23 +2,34 @@
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.db.models import Max
 
-from . import loader, storage
+from . import acceleration, loader, schema, storage
 from .errors import (
     ArtifactInvalid,
     InvalidModelName,
     ModelUnavailable,
     NoPreviousVersion,
+    OnnxUnavailable,
     TaskMismatch,
     VersionNotReady,
 )
 from .models import ArtifactFormat, DefaultChange, ModelVersion, RegisteredModel, VersionStatus
 
 logger = logging.getLogger(__name__)
+
+ONNX_NOT_TRIED = "Not tried: ONNX_ENABLED was false at upload."
+SERVING_OPTIONS = {
+    "serves_onnx",
+    "batching_enabled",
+    "batch_max_rows",
+    "batch_max_wait_ms",
+    "prediction_cache_enabled",
+}
 
 
 def _check_name(name: str) -> None:
@@ -32,8 +43,24 @@ def _check_name(name: str) -> None:
         raise InvalidModelName("A model name has at most 100 characters.")
 
 
+def _onnx_fields(onnx) -> dict:
+    """The version fields for a conversion outcome (its file written when it matched)."""
+    if onnx is None:
+        return {"onnx_detail": ONNX_NOT_TRIED}
+    fields = {
+        "onnx_detail": onnx.detail,
+        "onnx_max_difference": onnx.max_difference,
+        "serves_onnx": onnx.matches,
+    }
+    if onnx.matches:
+        fields["onnx_artifact"], fields["onnx_sha256"] = storage.save_content(
+            onnx.data, folder="artifacts", extension="onnx"
+        )
+    return fields
+
+
 def _store_files(validated: loader.ValidatedArtifact, sample: bytes | None) -> dict:
-    """Write the artifact, its skops conversion and the sample; return the model fields."""
+    """Write the artifact, its skops and ONNX conversions and the sample; return the fields."""
     fields = {"format": validated.format, "size_bytes": len(validated.data)}
     fields["artifact"], fields["sha256"] = storage.save_content(
         validated.data, folder="artifacts", extension=validated.format
@@ -44,12 +71,12 @@ def _store_files(validated: loader.ValidatedArtifact, sample: bytes | None) -> d
         )
     if sample:
         fields["sample"], _ = storage.save_content(sample, folder="samples", extension="csv")
-    return fields
+    return fields | _onnx_fields(validated.onnx)
 
 
 def _delete_unreferenced(fields: dict) -> None:
     """Remove stored files that no version row points at (after a failed registration)."""
-    for key in ("artifact", "serving_artifact", "sample"):
+    for key in ("artifact", "serving_artifact", "sample", "onnx_artifact"):
         name = fields.get(key)
         if not name:
             continue
@@ -126,6 +153,47 @@ def _create_version(*, model_name, task, description, fields, validated, notes, 
         status=VersionStatus.READY,
         **fields,
     )
+
+
+def convert_to_onnx(*, version: ModelVersion) -> ModelVersion:
+    """Try the ONNX conversion for a stored version (one uploaded before it existed, or again
+    with another ONNX_TOLERANCE), on its sample or rows made from its schema. The version
+    serves with ONNX afterwards exactly when the conversion matched."""
+    estimator = loader.load_skops(loader.read_verified(version))
+    sample = storage.read_content(version.sample.name) if version.sample else None
+    conversion = acceleration.convert(
+        estimator,
+        schema=version.input_schema,
+        output=version.output_info,
+        reference=schema.reference_rows(version.input_schema, sample),
+        tolerance=settings.ONNX_TOLERANCE,
+    )
+    fields = {"onnx_artifact": "", "onnx_sha256": "", "onnx_max_difference": None}
+    fields |= _onnx_fields(conversion)
+    previous = version.onnx_artifact.name
+    ModelVersion.objects.filter(pk=version.pk).update(**fields)
+    version.refresh_from_db()
+    if previous and previous != version.onnx_artifact.name:
+        _delete_unreferenced({"onnx_artifact": previous})
+    logger.info("%s: ONNX %s", version, conversion.detail)
+    return version
+
+
+def set_serving_options(*, version: ModelVersion, **options) -> ModelVersion:
+    """Change how a version is served (ONNX, batching, cache): never what it is. ONNX can only
+    be switched on for a version whose conversion matched at upload."""
+    unknown = options.keys() - SERVING_OPTIONS
+    if unknown:
+        raise TypeError(f"not serving options: {', '.join(sorted(unknown))}")
+    if options.get("serves_onnx") and not version.onnx_artifact:
+        raise OnnxUnavailable(
+            f"{version} has no ONNX model that matches scikit-learn: {version.onnx_detail}"
+        )
+    for name, value in options.items():
+        setattr(version, name, value)
+    version.save(update_fields=sorted(options))
+    logger.info("%s: serving options %s", version, options)
+    return version
 
 
 def mark_version_failed(*, version: ModelVersion, reason: str) -> None:

@@ -27,7 +27,8 @@ IDLE_EXIT_SECONDS = 60  # a batcher thread with nothing to do for this long ends
 
 @dataclass
 class _Request:
-    features: pd.DataFrame
+    features: "pd.DataFrame | dict[str, np.ndarray]"  # the schema's columns, in order
+    rows: int
     queued_at: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     result: np.ndarray | None = None
@@ -37,18 +38,18 @@ class _Request:
 class Batcher:
     """Gathers the rows of concurrent calls of one method of one loaded model."""
 
-    def __init__(self, estimator, method: str, *, labels: tuple[str, str]):
-        self.estimator = estimator
-        self._method = getattr(estimator, method)
+    def __init__(self, predictor, method: str, *, labels: tuple[str, str]):
+        self.predictor = predictor
+        self._method = getattr(predictor, method)
         self._labels = labels  # (model, version) for the metrics
         self._pending: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._running = False
         self._max_rows, self._max_wait_seconds = 1, 0.0  # the latest caller's limits
 
-    def run(self, features: pd.DataFrame, *, max_rows: int, max_wait_seconds: float):
+    def run(self, features, rows: int, *, max_rows: int, max_wait_seconds: float):
         """The method's output for these rows, computed with other callers' rows if any."""
-        request = _Request(features)
+        request = _Request(features, rows)
         with self._cond:
             self._pending.append(request)
             self._max_rows, self._max_wait_seconds = max_rows, max_wait_seconds
@@ -75,10 +76,10 @@ class Batcher:
             self._score(batch)
 
     def _take(self, batch: list[_Request], rows: int, max_rows: int) -> int:
-        while self._pending and (not batch or rows + len(self._pending[0].features) <= max_rows):
+        while self._pending and (not batch or rows + self._pending[0].rows <= max_rows):
             request = self._pending.popleft()
             batch.append(request)
-            rows += len(request.features)
+            rows += request.rows
         return rows
 
     def _gather(self, max_rows: int, max_wait_seconds: float) -> list[_Request]:
@@ -98,14 +99,13 @@ class Batcher:
         started = time.monotonic()
         for request in batch:
             metrics.observe_microbatch_wait(self._labels, started - request.queued_at)
-        metrics.observe_microbatch(self._labels, sum(len(r.features) for r in batch))
+        metrics.observe_microbatch(self._labels, sum(r.rows for r in batch))
         try:
             if len(batch) == 1:
                 batch[0].result = np.asarray(self._method(batch[0].features))
             else:
-                frame = pd.concat([r.features for r in batch], ignore_index=True)
-                output = np.asarray(self._method(frame))
-                bounds = np.cumsum([len(r.features) for r in batch])[:-1]
+                output = np.asarray(self._method(_joined([r.features for r in batch])))
+                bounds = np.cumsum([r.rows for r in batch])[:-1]
                 for request, part in zip(batch, np.split(output, bounds), strict=True):
                     request.result = part
         except Exception:
@@ -120,30 +120,36 @@ class Batcher:
                 request.done.set()
 
 
+def _joined(parts: list) -> dict[str, np.ndarray]:
+    """The rows of several requests as one set of columns: the input is built once per batch
+    (no DataFrame per request, no pd.concat)."""
+    names = list(parts[0])  # a DataFrame's columns or a dict's keys: the schema's order
+    return {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in names}
+
+
 _batchers: dict[tuple[int, str], Batcher] = {}
 _batchers_lock = threading.Lock()
 _owner_pid = os.getpid()
 
 
 def _limits(version) -> tuple[int, float]:
-    """(max rows, max wait in seconds) for a version: its model's, or the settings'."""
-    model = version.registered_model
-    max_rows = model.batch_max_rows or settings.BATCH_MAX_ROWS
-    max_wait_ms = (
-        settings.BATCH_MAX_WAIT_MS if model.batch_max_wait_ms is None else model.batch_max_wait_ms
-    )
+    """(max rows, max wait in seconds) for a version: its own, its model's, or the settings'."""
+    max_rows = version.serving_setting("batch_max_rows") or settings.BATCH_MAX_ROWS
+    max_wait_ms = version.serving_setting("batch_max_wait_ms")
+    if max_wait_ms is None:
+        max_wait_ms = settings.BATCH_MAX_WAIT_MS
     return max_rows, max_wait_ms / 1000
 
 
 def is_enabled(version, rows: int) -> bool:
     """Whether a call of `rows` rows for this version goes through a batcher."""
-    if not (settings.BATCH_ENABLED and version.registered_model.batching_enabled):
+    if not (settings.BATCH_ENABLED and version.serving_setting("batching_enabled")):
         return False
     return 0 < rows <= _limits(version)[0]
 
 
-def call(version, estimator, method: str, features: pd.DataFrame):
-    """`estimator.method(features)`, gathered with other threads' calls for the same version."""
+def call(version, predictor, method: str, features, rows: int):
+    """`predictor.method(features)`, gathered with other threads' calls for the same version."""
     global _owner_pid
     key = (version.pk, method)
     with _batchers_lock:
@@ -151,10 +157,10 @@ def call(version, estimator, method: str, features: pd.DataFrame):
             _batchers.clear()
             _owner_pid = os.getpid()
         batcher = _batchers.get(key)
-        if batcher is None or batcher.estimator is not estimator:
+        if batcher is None or batcher.predictor is not predictor:
             labels = (version.registered_model.name, str(version.number))
-            batcher = _batchers[key] = Batcher(estimator, method, labels=labels)
+            batcher = _batchers[key] = Batcher(predictor, method, labels=labels)
             while len(_batchers) > 4 * settings.MODEL_CACHE_SIZE:
                 _batchers.pop(next(iter(_batchers)))  # the oldest; its thread ends when idle
     max_rows, max_wait_seconds = _limits(version)
-    return batcher.run(features, max_rows=max_rows, max_wait_seconds=max_wait_seconds)
+    return batcher.run(features, rows, max_rows=max_rows, max_wait_seconds=max_wait_seconds)

@@ -11,7 +11,6 @@ import io
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -55,19 +54,46 @@ class JsonNaN:
 JSON_NAN = JsonNaN()
 
 
-@dataclass
 class ParsedInput:
-    """Rows as a DataFrame (columns as sent), the request form and the options it carried."""
+    """Rows as a DataFrame (columns as sent), the request form and the options it carried.
 
-    frame: pd.DataFrame = field(default_factory=pd.DataFrame)
-    form: str = BATCH
-    return_probabilities: bool = False
-    # {"row", "field", "code", "message"} for rows that could not even be read as rows.
-    row_errors: list[dict] = field(default_factory=list)
-    # True when numbers arrive as text (CSV): "3.5" is then a number, not a wrong type.
-    text_numbers: bool = False
-    # Per column, the rows that did not have the key at all (JSON rows only).
-    absent: dict[str, np.ndarray] = field(default_factory=dict)
+    A single JSON object keeps its `record` (the dict as sent) and builds its one-row `frame`
+    only when asked: the fast path (`validation.check_record`) checks the record without pandas.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame | None = None,
+        form: str = BATCH,
+        *,
+        return_probabilities: bool = False,
+        text_numbers: bool = False,
+        record: dict | None = None,
+    ):
+        self._frame = frame
+        self.form = form
+        self.return_probabilities = return_probabilities
+        # True when numbers arrive as text (CSV): "3.5" is then a number, not a wrong type.
+        self.text_numbers = text_numbers
+        self.record = record
+        # {"row", "field", "code", "message"} for rows that could not even be read as rows.
+        self.row_errors: list[dict] = []
+        # Per column, the rows that did not have the key at all (JSON rows only).
+        self.absent: dict[str, np.ndarray] = {}
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = pd.DataFrame([self.record] if self.record is not None else [])
+        return self._frame
+
+    @frame.setter
+    def frame(self, frame: pd.DataFrame) -> None:
+        self._frame, self.record = frame, None
+
+    @property
+    def rows(self) -> int:
+        return 1 if self._frame is None and self.record is not None else len(self.frame)
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -251,7 +277,7 @@ def read_json_value(data, *, max_cells: int = MIN_CELL_BUDGET) -> ParsedInput:
     if data and data.keys() <= options:
         raise InvalidInput("The body has options but no rows: send 'inputs' or another form.")
     if not data.keys() & ENVELOPE_KEYS - options:
-        return ParsedInput(pd.DataFrame([data]), SINGLE)
+        return ParsedInput(form=SINGLE, record=data)
     probabilities = _option(data, "return_probabilities")
     forms = [key for key in ("inputs", "columns", "dataframe_records", "dataframe_split",
                              "instances") if key in data]  # fmt: skip
@@ -267,7 +293,7 @@ def read_json_value(data, *, max_cells: int = MIN_CELL_BUDGET) -> ParsedInput:
     elif form == "dataframe_split":
         parsed.frame = _split_frame(data[form], "'dataframe_split'")
     elif form == "inputs" and isinstance(data[form], dict):
-        parsed.frame, parsed.form = pd.DataFrame([data[form]]), SINGLE
+        parsed.record, parsed.form = data[form], SINGLE
     elif isinstance(data[form], list):
         parsed.form = BATCH if form == "inputs" else MLFLOW
         _records_frame(data[form], parsed, max_cells)

@@ -149,6 +149,6 @@ def receive(request, *, as_job: bool = False) -> Received:
         if len(body) > sync_limit:  # a body sent without Content-Length
             raise _too_large(len(body), sync_limit, "PREDICT_SYNC_MAX_BYTES", "Submit a job.")
     parsed = parsers.parse_body(body, content_type)
-    if len(parsed.frame) > settings.PREDICT_SYNC_MAX_ROWS:
+    if parsed.rows > settings.PREDICT_SYNC_MAX_ROWS:
         return Received(job_input=_from_bytes(body, content_type, name))
     return Received(parsed=parsed)

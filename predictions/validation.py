@@ -29,9 +29,13 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 2 * SHOWN_VALUE_CHARS, 2 * 
 
 @dataclass
 class CheckedRows:
-    """The good rows ready for `predict`, where they came from, and what was wrong."""
+    """The good rows ready for `predict`, where they came from, and what was wrong.
 
-    features: pd.DataFrame
+    `features` holds the schema's columns in order: a DataFrame, or (from `check_record`) a
+    dict of one-value numpy arrays; the model is called with either (see `loader`).
+    """
+
+    features: pd.DataFrame | dict[str, np.ndarray]
     good_rows: np.ndarray  # positions of `features`' rows in the request
     errors: list[dict]
     ignored_fields: list[str]  # the first SHOWN_IGNORED_FIELDS, names cut to SHOWN_FIELD_CHARS
@@ -47,9 +51,9 @@ def _shown(value) -> str:
     return _cut(_REPR.repr(native), SHOWN_VALUE_CHARS)
 
 
-def _ignored_fields(frame: pd.DataFrame, known: set) -> list[str]:
+def _ignored_fields(columns, known: set) -> list[str]:
     """Names of the columns the schema does not use, a bounded list of short names."""
-    unused = (str(column) for column in frame.columns if column not in known)
+    unused = (str(column) for column in columns if column not in known)
     return [_cut(name, SHOWN_FIELD_CHARS) for name in islice(unused, SHOWN_IGNORED_FIELDS)]
 
 
@@ -153,6 +157,39 @@ def _all_rows_clean(frame: pd.DataFrame, schema: dict, *, max_string_length: int
     return table.reset_index(drop=True)
 
 
+def _plain_value(value, feature: dict, max_string_length: int):
+    """The value as the model takes it when it is plainly good, else None (check in full)."""
+    if feature["type"] == "number":
+        if type(value) not in (int, float) or feature.get("categories"):
+            return None  # a bool, null, text, JSON's NaN, or a coded number: the full check
+        number = float(value)
+        return number if np.isfinite(number) else None
+    if type(value) is not str or len(value) > max_string_length:
+        return None
+    levels = feature.get("categories")
+    if levels and feature.get("handle_unknown", "error") not in UNKNOWN_TOLERANT:
+        return value if value in levels else None
+    return value
+
+
+def check_record(record: dict, schema: dict, *, max_string_length: int) -> CheckedRows | None:
+    """One JSON object checked without pandas, when every value is plainly good; else None.
+
+    The fast path of a single-row request: a DataFrame costs more than the rest of the check.
+    Anything unusual (a missing or null feature, a wrong type, an unknown category, ...)
+    returns None and the caller runs `check_rows`, which names each problem.
+    """
+    features = {}
+    for feature in schema["features"]:
+        value = _plain_value(record.get(feature["name"]), feature, max_string_length)
+        if value is None:
+            return None
+        dtype = np.float64 if feature["type"] == "number" else object
+        features[feature["name"]] = np.array([value], dtype=dtype)
+    ignored = _ignored_fields(record, features.keys())
+    return CheckedRows(features, np.arange(1), [], ignored, 1)
+
+
 def check_rows(
     frame: pd.DataFrame,
     schema: dict,
@@ -172,7 +209,7 @@ def check_rows(
     rows = len(frame)
     names = [feature["name"] for feature in schema["features"]]
     known = set(names)
-    ignored = _ignored_fields(frame, known)
+    ignored = _ignored_fields(frame.columns, known)
     if not failed_rows and not absent:
         clean = _all_rows_clean(frame, schema, max_string_length=max_string_length)
         if clean is not None:

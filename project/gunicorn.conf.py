@@ -81,7 +81,14 @@ def child_exit(server, worker):
 
 
 def post_worker_init(worker):
-    """Load every default model before the worker takes requests, not on the first one."""
+    """Load every default model before the worker takes requests, not on the first one, then
+    move everything loaded so far out of the garbage collector's sight: Django, pandas,
+    scikit-learn and the models are about 200,000 objects that live as long as the worker, and
+    a full collection that walks them all stops every thread for about 120 ms (seen as p99)."""
+    import gc
+
     from modelregistry import loader
 
     loader.warm_defaults()
+    gc.collect()
+    gc.freeze()

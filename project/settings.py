@@ -57,6 +57,20 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return number
 
 
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    """Return the env var `name` read as a number of at least `minimum`."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from None
+    if not number >= minimum:
+        raise ImproperlyConfigured(f"{name}={value!r} must be at least {minimum}.")
+    return number
+
+
 def env_list(name: str, default: str) -> list[str]:
     """Return the env var `name` split on commas, blanks dropped."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
@@ -229,6 +243,12 @@ BATCH_MAX_WAIT_MS = env_int("BATCH_MAX_WAIT_MS", 2)
 PREDICTION_CACHE_ENABLED = env_bool("PREDICTION_CACHE_ENABLED", True)
 PREDICTION_CACHE_SECONDS = env_int("PREDICTION_CACHE_SECONDS", 300, minimum=1)
 DEFAULT_VERSION_CACHE_SECONDS = env_int("DEFAULT_VERSION_CACHE_SECONDS", 1)
+# ONNX (modelregistry/acceleration.py): each upload is converted and checked against
+# scikit-learn on the reference rows; a version whose largest difference is within
+# ONNX_TOLERANCE (relative for regression, absolute on probabilities, labels all equal) is served
+# by the ONNX runtime. false serves every version with scikit-learn.
+ONNX_ENABLED = env_bool("ONNX_ENABLED", True)
+ONNX_TOLERANCE = env_float("ONNX_TOLERANCE", 0.01)
 MODELPORT_ALLOW_PICKLE = env_bool("MODELPORT_ALLOW_PICKLE", False)
 MODELPORT_TRUSTED_TYPES = env_list("MODELPORT_TRUSTED_TYPES", "")
 PICKLE_VALIDATION_TIMEOUT_SECONDS = env_int("PICKLE_VALIDATION_TIMEOUT_SECONDS", 120, minimum=1)
@@ -283,9 +303,13 @@ CACHES = {
     },
 }
 
+# Seconds a process trusts a token it looked up (0: ask the database on every request). A deleted
+# token or deactivated user is refused by every process within this time.
+AUTH_TOKEN_CACHE_SECONDS = env_int("AUTH_TOKEN_CACHE_SECONDS", 2)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "predictions.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

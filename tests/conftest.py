@@ -7,6 +7,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from modelregistry import demo, loader, services
+from predictions.authentication import forget_tokens
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,12 +34,22 @@ def prediction_cache_off():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_off():
+    """Versions registered in this process are not converted to ONNX, so tests compare the API
+    with scikit-learn exactly; tests/api/test_onnx.py and the e2e ONNX test turn it on."""
+    with override_settings(ONNX_ENABLED=False):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_caches():
-    """Each test starts with empty per-process caches (models, default pointers)."""
+    """Each test starts with empty per-process caches (models, default pointers, tokens)."""
     loader.clear_caches()
+    forget_tokens()
     yield
     loader.clear_caches()
+    forget_tokens()
 
 
 @pytest.fixture(scope="session")

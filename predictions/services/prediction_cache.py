@@ -10,6 +10,7 @@ counted and the row is scored.
 import hashlib
 import logging
 
+import numpy as np
 import orjson
 from django.conf import settings
 from django.core.cache import caches
@@ -21,13 +22,16 @@ CACHE_ALIAS = "predictions"
 
 
 def is_enabled(version) -> bool:
-    return settings.PREDICTION_CACHE_ENABLED and version.registered_model.prediction_cache_enabled
+    return settings.PREDICTION_CACHE_ENABLED and version.serving_setting("prediction_cache_enabled")
 
 
 def _key(version, features, with_probabilities: bool) -> str:
-    values = orjson.dumps(features.iloc[0].tolist(), default=str)
-    digest = hashlib.sha256(values).hexdigest()
-    return f"prediction:{version.pk}:{version.sha256[:16]}:{int(with_probabilities)}:{digest}"
+    """Version id, artifact hash, serving path (ONNX outputs differ slightly), the options and
+    the hash of the row's values in schema order (`features` is a DataFrame or a dict)."""
+    row = [np.asarray(features[name])[:1].tolist() for name in features]
+    digest = hashlib.sha256(orjson.dumps(row, default=str)).hexdigest()
+    path, probabilities = version.serving_path, int(with_probabilities)
+    return f"prediction:{version.pk}:{version.sha256[:16]}:{path}:{probabilities}:{digest}"
 
 
 def fetch(version, features, *, with_probabilities: bool, compute):

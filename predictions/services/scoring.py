@@ -4,7 +4,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from django.conf import settings
 
 from modelregistry import loader
@@ -14,6 +13,7 @@ from modelregistry.models import ModelVersion, VersionStatus
 from .. import batching, metrics, validation
 from ..errors import EmptyInput, InvalidInput
 from ..parsers import ParsedInput
+from ..validation import CheckedRows
 from . import prediction_cache
 
 RETRY_AFTER_SECONDS = 30
@@ -51,33 +51,54 @@ def check_sync_rows(rows: int) -> None:
         raise EmptyInput("The request has no rows: send at least one.")
 
 
-def _predict_in_chunks(method, features: pd.DataFrame) -> np.ndarray:
+def _predict_in_chunks(method, features, rows: int) -> np.ndarray:
     size = settings.PREDICT_CHUNK_ROWS
-    if len(features) <= size:
+    if rows <= size:
         return np.asarray(method(features))
-    parts = [method(features.iloc[start : start + size]) for start in range(0, len(features), size)]
+    parts = [method(features.iloc[start : start + size]) for start in range(0, rows, size)]
     return np.concatenate(parts)
 
 
-def _call_model(version: ModelVersion, estimator, method: str, features: pd.DataFrame):
-    """The model's `method` on the rows: small calls gathered with concurrent ones (batching),
-    big ones in chunks of PREDICT_CHUNK_ROWS."""
-    if batching.is_enabled(version, len(features)):
-        return batching.call(version, estimator, method, features)
-    return _predict_in_chunks(getattr(estimator, method), features)
+def _call_model(version: ModelVersion, predictor, method: str, checked: CheckedRows):
+    """The model's `method` on the good rows: small calls gathered with concurrent ones
+    (batching), big ones in chunks of PREDICT_CHUNK_ROWS."""
+    features, rows = checked.features, len(checked.good_rows)
+    if batching.is_enabled(version, rows):
+        return batching.call(version, predictor, method, features, rows)
+    return _predict_in_chunks(getattr(predictor, method), features, rows)
 
 
 def _model_outputs(
-    version: ModelVersion, estimator, features: pd.DataFrame, with_probabilities: bool
+    version: ModelVersion, predictor, checked: CheckedRows, with_probabilities: bool
 ) -> tuple[list, list]:
     """(predictions, probability rows or []) for checked rows."""
-    predictions = _call_model(version, estimator, "predict", features).tolist()
+    predictions = _call_model(version, predictor, "predict", checked).tolist()
     table = (
-        _call_model(version, estimator, "predict_proba", features).tolist()
+        _call_model(version, predictor, "predict_proba", checked).tolist()
         if with_probabilities
         else []
     )
     return predictions, table
+
+
+def _check(version: ModelVersion, parsed: ParsedInput) -> CheckedRows:
+    """The request's rows checked against the version's schema: one plain JSON object without
+    pandas when it can be (`check_record`), anything else column by column (`check_rows`)."""
+    limit = settings.PREDICT_MAX_STRING_LENGTH
+    if parsed.record is not None:
+        checked = validation.check_record(
+            parsed.record, version.input_schema, max_string_length=limit
+        )
+        if checked is not None:
+            return checked
+    return validation.check_rows(
+        parsed.frame,
+        version.input_schema,
+        max_string_length=limit,
+        text_numbers=parsed.text_numbers,
+        failed_rows=parsed.row_errors,
+        absent=parsed.absent,
+    )
 
 
 def _spread(values: list, good_rows: np.ndarray, rows: int) -> list:
@@ -93,7 +114,7 @@ def predict(
     *, version: ModelVersion, parsed: ParsedInput, return_probabilities: bool = False
 ) -> Prediction:
     """Answer a synchronous request: at least one row, then `score_rows`."""
-    check_sync_rows(len(parsed.frame))
+    check_sync_rows(parsed.rows)
     started = time.perf_counter()
     prediction = score_rows(
         version=version, parsed=parsed, return_probabilities=return_probabilities
@@ -117,20 +138,13 @@ def score_rows(
             f"{version} is a {output['task']} model without probabilities; "
             "drop 'return_probabilities'."
         )
-    estimator = loader.get_predictor(version)
-    checked = validation.check_rows(
-        parsed.frame,
-        version.input_schema,
-        max_string_length=settings.PREDICT_MAX_STRING_LENGTH,
-        text_numbers=parsed.text_numbers,
-        failed_rows=parsed.row_errors,
-        absent=parsed.absent,
-    )
+    predictor = loader.get_predictor(version)
+    checked = _check(version, parsed)
     predictions, table = [], []
     if len(checked.good_rows):
 
         def compute():
-            return _model_outputs(version, estimator, checked.features, return_probabilities)
+            return _model_outputs(version, predictor, checked, return_probabilities)
 
         if checked.rows == 1 and prediction_cache.is_enabled(version):
             predictions, table = prediction_cache.fetch(

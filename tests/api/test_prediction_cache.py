@@ -86,6 +86,24 @@ def test_batches_and_opted_out_models_skip_the_cache(registered_version, api_cli
     assert counts() == before
 
 
+def test_a_version_overrides_its_models_cache_setting(registered_version, api_client, row):
+    registry_services.set_serving_options(
+        version=registered_version, prediction_cache_enabled=False
+    )
+    loader.clear_caches()
+    before = counts()
+    assert api_client.post(URL, row, format="json").status_code == 200
+    assert counts() == before  # the version opted out although its model has the cache on
+
+    model = registered_version.registered_model
+    model.prediction_cache_enabled = False
+    model.save(update_fields=["prediction_cache_enabled"])
+    registry_services.set_serving_options(version=registered_version, prediction_cache_enabled=True)
+    loader.clear_caches()
+    assert api_client.post(URL, row, format="json").status_code == 200
+    assert counts() == (before[0], before[1] + 1)  # the version's own setting wins
+
+
 def test_redis_away_is_a_counted_error_not_a_failed_request(
     registered_version, api_client, row, settings
 ):

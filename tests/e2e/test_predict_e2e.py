@@ -105,3 +105,43 @@ def test_nginx_compresses_json_answers_for_clients_that_accept_gzip(
     unpacked = orjson.loads(gzip.decompress(packed.body))
     assert unpacked["predictions"] == plain.json()["predictions"]
     assert len(packed.body) < len(plain.body)
+
+
+def test_an_onnx_version_is_served_by_onnx_on_both_instances_and_switched_back(
+    e2e_stack, model_name, house_artifact, house_sample, house_rows, django_user_model, settings
+):
+    """Uploaded with ONNX on (the instances have it on, as in production): both instances score
+    with onnxruntime; the admin's switch sends them back to scikit-learn without a restart."""
+    from modelregistry import loader
+
+    settings.ONNX_ENABLED = True
+    version = registry_services.register_version(
+        model_name=model_name, artifact=house_artifact, filename="house.skops", sample=house_sample
+    )
+    registry_services.set_default_version(version=version)
+    assert version.serves_onnx
+    user = django_user_model.objects.create_user("e2e-onnx", password="x", is_staff=True)
+    headers = {
+        "Authorization": f"Token {Token.objects.create(user=user).key}",
+        "X-Model": model_name,
+    }
+    loaded = loader.model_cache.get(version)
+    onnx = loaded.onnx.predict(house_rows).tolist()
+    sklearn = loaded.sklearn.predict(house_rows).tolist()
+    rows = house_rows.to_dict("records")
+    for base_url in e2e_stack.instance_urls:
+        single = post(e2e_stack, {"inputs": rows[0]}, headers, base_url=base_url).json()
+        batch = post(e2e_stack, {"inputs": rows}, headers, base_url=base_url).json()
+        assert single["prediction"] == onnx[0]  # exactly the ONNX model's output
+        assert batch["predictions"] == onnx
+    assert batch["predictions"] == pytest.approx(sklearn, rel=0.02)
+
+    registry_services.set_serving_options(version=version, serves_onnx=False)
+    deadline = time.monotonic() + SWAP_DEADLINE_SECONDS
+    for base_url in e2e_stack.instance_urls:
+        while (
+            post(e2e_stack, {"inputs": rows}, headers, base_url=base_url).json()["predictions"]
+            != sklearn
+        ):
+            assert time.monotonic() < deadline, f"{base_url} still serves ONNX"
+            time.sleep(0.1)

@@ -3,12 +3,13 @@ own rows back, a failing caller fails alone, versions never mix, and it can be s
 
 import threading
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from modelregistry import demo
+from modelregistry.loader import SklearnPredictor
+from modelregistry.models import ModelVersion, RegisteredModel
 from predictions import batching
 
 THREADS = 16
@@ -16,10 +17,10 @@ CALLS_PER_THREAD = 10
 
 
 class Recording:
-    """An estimator wrapper that records the rows of each call (and can be slow or fail)."""
+    """A predictor wrapper that records the rows of each call (and can be slow or fail)."""
 
     def __init__(self, model, *, delay: float = 0.0, poison: float | None = None):
-        self.model = model
+        self.model = SklearnPredictor(model)
         self.delay = delay
         self.poison = poison
         self.calls: list[int] = []
@@ -27,24 +28,25 @@ class Recording:
         self._lock = threading.Lock()
 
     def predict(self, features):
+        rows = len(np.asarray(features["med_inc"]))  # a DataFrame or a dict of columns
         with self._lock:
-            self.calls.append(len(features))
+            self.calls.append(rows)
         time.sleep(self.delay)  # a model call that takes a while, so that callers queue up
-        if self.poison is not None and (features["med_inc"] == self.poison).any():
+        if self.poison is not None and (np.asarray(features["med_inc"]) == self.poison).any():
             with self._lock:
-                self.failed_calls.append(len(features))
+                self.failed_calls.append(rows)
             raise ValueError("poisoned row")
         return self.model.predict(features)
 
 
-def fake_version(pk: int, name: str = "house", number: int = 1, **model_settings):
-    model = SimpleNamespace(
-        name=name,
-        batching_enabled=model_settings.get("batching_enabled", True),
-        batch_max_rows=model_settings.get("batch_max_rows"),
-        batch_max_wait_ms=model_settings.get("batch_max_wait_ms"),
-    )
-    return SimpleNamespace(pk=pk, number=number, registered_model=model)
+def fake_version(pk: int, name: str = "house", number: int = 1, *, own=None, **model_settings):
+    """An unsaved version (no database): `model_settings` on its model, `own` on itself."""
+    model = RegisteredModel(name=name, **model_settings)
+    return ModelVersion(pk=pk, number=number, registered_model=model, **(own or {}))
+
+
+def call(version, model, rows):
+    return batching.call(version, model, "predict", rows, len(rows))
 
 
 def run_threads(target, count: int = THREADS) -> list:
@@ -79,10 +81,7 @@ def test_concurrent_callers_get_exactly_their_own_predictions(house_model, rows,
 
     def caller(index):
         mine = rows.iloc[index * CALLS_PER_THREAD : (index + 1) * CALLS_PER_THREAD]
-        return [
-            batching.call(version, model, "predict", mine.iloc[[i]]).tolist()
-            for i in range(len(mine))
-        ]
+        return [call(version, model, mine.iloc[[i]]).tolist() for i in range(len(mine))]
 
     results = run_threads(caller)
     expected = house_model.predict(rows).tolist()
@@ -103,7 +102,7 @@ def test_a_call_that_fails_in_a_gathered_batch_fails_alone(house_model, rows, se
     model = Recording(house_model, delay=0.01, poison=-999.0)
     version = fake_version(pk=102)
 
-    results = run_threads(lambda i: batching.call(version, model, "predict", poisoned.iloc[[i]]))
+    results = run_threads(lambda i: call(version, model, poisoned.iloc[[i]]))
 
     expected = house_model.predict(rows.iloc[:THREADS])
     for index, result in enumerate(results):
@@ -124,7 +123,7 @@ def test_versions_are_never_gathered_together(house_model, rows, settings):
     def caller(index):
         number = 1 + index % 2
         row = rows.iloc[[index]]
-        return number, batching.call(versions[number], models[number], "predict", row).tolist()
+        return number, call(versions[number], models[number], row).tolist()
 
     results = run_threads(caller)
     truth = {1: house_model.predict(rows), 2: other_model.predict(rows)}
@@ -136,7 +135,7 @@ def test_versions_are_never_gathered_together(house_model, rows, settings):
 
 def test_a_lone_call_is_scored_in_one_call_of_its_own(house_model, rows, settings):
     model = Recording(house_model)
-    result = batching.call(fake_version(pk=301), model, "predict", rows.iloc[:3])
+    result = call(fake_version(pk=301), model, rows.iloc[:3])
     assert result.tolist() == house_model.predict(rows.iloc[:3]).tolist()
     assert model.calls == [3]
 
@@ -151,3 +150,38 @@ def test_batching_is_off_for_big_calls_and_when_switched_off(settings):
     assert not batching.is_enabled(fake_version(pk=403, batching_enabled=False), 1)
     settings.BATCH_ENABLED = False
     assert not batching.is_enabled(version, 1)
+
+
+def test_a_version_overrides_its_models_batching_settings(settings):
+    settings.BATCH_ENABLED, settings.BATCH_MAX_ROWS, settings.BATCH_MAX_WAIT_MS = True, 64, 2
+    # The version switches batching off although its model has it on, and the other way round.
+    assert not batching.is_enabled(fake_version(pk=501, own={"batching_enabled": False}), 1)
+    on = fake_version(pk=502, batching_enabled=False, own={"batching_enabled": True})
+    assert batching.is_enabled(on, 1)
+    # Limits: the version's own, else the model's, else the settings'.
+    both = fake_version(pk=503, batch_max_rows=100, own={"batch_max_rows": 8})
+    assert batching.is_enabled(both, 8) and not batching.is_enabled(both, 9)
+    assert batching._limits(fake_version(pk=504, batch_max_wait_ms=7)) == (64, 0.007)
+    own_wait = fake_version(pk=505, batch_max_wait_ms=7, own={"batch_max_wait_ms": 0})
+    assert batching._limits(own_wait) == (64, 0.0)
+
+
+def test_gathered_callers_with_plain_columns_get_their_own_rows(house_model, rows, settings):
+    """The single-row fast path hands the batcher a dict of one-value arrays per request: the
+    batch is built once from them, and each caller still gets exactly its own prediction."""
+    settings.BATCH_MAX_ROWS, settings.BATCH_MAX_WAIT_MS = 64, 5
+    model = Recording(house_model, delay=0.002)
+    version = fake_version(pk=601)
+    records = rows.iloc[:THREADS].to_dict(orient="records")
+
+    def caller(index):
+        columns = {
+            name: np.array([value], dtype=np.float64 if name != "ocean_proximity" else object)
+            for name, value in records[index].items()
+        }
+        return batching.call(version, model, "predict", columns, 1).tolist()
+
+    results = run_threads(caller)
+    expected = house_model.predict(rows.iloc[:THREADS]).tolist()
+    assert [result[0] for result in results] == expected
+    assert max(model.calls) > 1  # gathered into shared calls

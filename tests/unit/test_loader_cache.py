@@ -72,7 +72,7 @@ def test_concurrent_gets_of_one_version_agree_and_never_fail(
     def worker():
         start.wait()
         try:
-            results.append(cache.get(registered_version).predict(house_rows))
+            results.append(cache.get(registered_version).sklearn.predict(house_rows))
         except Exception as exc:  # collected so the main thread can assert on it
             failures.append(exc)
 

@@ -1,0 +1,339 @@
+"""Optional ONNX acceleration: convert a fitted estimator with skl2onnx, serve it with onnxruntime.
+
+A conversion is only used when it reproduces scikit-learn on the version's reference rows:
+`convert()` runs both and compares them, and `Conversion.matches` says whether the ONNX model
+may replace the estimator. The rules:
+
+- regression: the relative difference of row i is `|onnx_i - sklearn_i| / scale_i` with
+  `scale_i = max(|sklearn_i|, mean of |sklearn| over the reference rows)`. The floor at the
+  mean keeps a prediction of exactly 0 (or one close to it) from turning float32 rounding into
+  an enormous ratio; when every prediction is 0 the scale is 1, i.e. the absolute difference.
+  The version matches when the largest relative difference is <= tolerance.
+- classification: every label must equal scikit-learn's. When the classifier has
+  probabilities, the largest absolute probability difference must also be <= tolerance
+  (that difference is `max_difference`; a classifier without probabilities has none).
+- ONNX outputs that are not finite never match.
+- Reference rows with missing text are left out: onnxruntime cannot take them, so those calls
+  fall back to scikit-learn anyway (`OnnxPredictor` raises ValueError for them).
+
+Numbers go in as float32: skl2onnx's tree ensembles only run on float inputs (and their
+thresholds are float32), hence the tolerance. A model with text features, or with a
+ColumnTransformer in front (it finds columns by input name), takes one `[rows, 1]` input per
+schema feature, in schema order; any other model takes one float `[rows, features]` matrix, the
+only layout most converters accept. skl2onnx rewrites feature names into valid ONNX names
+("sepal length (cm)" -> "sepal_length__cm_"), so `OnnxPredictor` pairs the session's inputs
+with the schema's features by position, which skl2onnx keeps (unused columns included).
+
+skl2onnx is imported only by `convert()`; a web process that serves ONNX needs onnxruntime only.
+"""
+
+import functools
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+
+DETAIL_LIMIT = 300
+PROBE_ROWS = 20_000  # rows made from the reference rows (probe_rows), compared too
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The outcome of one conversion attempt, ready to store with the version."""
+
+    data: bytes | None  # the serialized ONNX model; None unless `matches`
+    max_difference: float | None  # on the reference rows; None when it could not be measured
+    matches: bool  # converted, ran, and within tolerance: safe to serve instead of sklearn
+    detail: str  # one sentence for the admin
+
+
+class OnnxPredictor:
+    """An onnxruntime session with the estimator's predict/predict_proba interface.
+
+    `X` is a DataFrame or a dict of equal-length 1-D arrays keyed by feature name; the dict
+    form avoids building a DataFrame, which costs far more than the session run for one row.
+    One instance can serve all of a process's threads: `InferenceSession.run` is thread-safe.
+    """
+
+    def __init__(self, data: bytes, *, schema: dict, output: dict):
+        options = onnxruntime.SessionOptions()
+        # Each web process already runs several request threads: ORT's own pools would only
+        # compete with them, and one row never benefits from more than one thread.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        self._session = onnxruntime.InferenceSession(
+            data, options, providers=["CPUExecutionProvider"]
+        )
+        self._columns = [
+            (feature["name"], feature["type"] == "string") for feature in schema["features"]
+        ]
+        self._input_names = [spec.name for spec in self._session.get_inputs()]
+        # One input for several features can only be the float matrix (see `_to_onnx`).
+        self._is_matrix = len(self._input_names) == 1 and len(self._columns) > 1
+        if not self._is_matrix and len(self._input_names) != len(self._columns):
+            raise ValueError(
+                f"The ONNX model takes {len(self._input_names)} inputs but the schema has "
+                f"{len(self._columns)} features."
+            )
+        self._outputs = [spec.name for spec in self._session.get_outputs()]
+        self._is_classifier = output["task"] == "classification"
+        self._has_probabilities = self._is_classifier and output["has_probabilities"]
+        classes = np.asarray(output["classes"] or [])
+        # scikit-learn keeps string labels in an object array; so does onnxruntime.
+        self._label_dtype = object if classes.dtype.kind == "U" else classes.dtype
+
+    def _feed(self, X) -> dict[str, np.ndarray]:
+        """The session's inputs, straight from the columns of `X`."""
+        columns = [_column(X, name, is_text) for name, is_text in self._columns]
+        if self._is_matrix:
+            return {self._input_names[0]: np.hstack(columns)}
+        return dict(zip(self._input_names, columns, strict=True))
+
+    def predict(self, X) -> np.ndarray:
+        """Labels (classification) or float64 values (regression), one per row."""
+        values = self._session.run(self._outputs[:1], self._feed(X))[0]
+        if self._is_classifier:
+            return values.astype(self._label_dtype, copy=False)
+        values = values.astype(np.float64)
+        return values.ravel() if values.ndim == 2 and values.shape[1] == 1 else values
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities as float64 [rows, classes], columns in `output["classes"]` order."""
+        if not self._has_probabilities:
+            raise AttributeError("This model has no probabilities.")
+        return self._session.run(self._outputs[1:2], self._feed(X))[0].astype(np.float64)
+
+
+def _column(X, name: str, is_text: bool) -> np.ndarray:
+    """Feature `name` of `X` as a [rows, 1] array: float32 numbers or Python strings."""
+    if is_text:
+        column = np.asarray(X[name], dtype=object).reshape(-1, 1)
+        if not all(isinstance(value, str) for value in column.flat):
+            raise ValueError(f"{name!r} has a missing or non-text value; ONNX needs text there.")
+        return column
+    try:
+        return np.asarray(X[name], dtype=np.float32).reshape(-1, 1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not numeric: {exc}") from None
+
+
+def convert(
+    estimator, *, schema: dict, output: dict, reference: pd.DataFrame, tolerance: float
+) -> Conversion:
+    """Convert with skl2onnx and compare with scikit-learn on `reference`; never raises."""
+    try:
+        data = _to_onnx(estimator, schema=schema, output=output)
+    except Exception as exc:  # skl2onnx fails in many ways for estimators it does not know
+        name = type(estimator).__name__
+        return _unusable(f"not converted: skl2onnx cannot convert {name}: {_one_line(exc)}")
+    text = [feature["name"] for feature in schema["features"] if feature["type"] == "string"]
+    # Missing text cannot be fed to ORT (those calls fall back to scikit-learn), so such rows
+    # are left out of the comparison rather than disqualifying the whole model.
+    rows = reference.dropna(subset=text) if text else reference
+    if rows.empty:
+        return _unusable("not compared: there are no reference rows without missing text")
+    rows = pd.concat([rows, probe_rows(rows, schema)], ignore_index=True)
+    has_probabilities = output["task"] == "classification" and output["has_probabilities"]
+    try:
+        predictor = OnnxPredictor(data, schema=schema, output=output)
+        actual = predictor.predict(rows)
+        actual_probabilities = predictor.predict_proba(rows) if has_probabilities else None
+    except Exception as exc:  # ORT reports load and run failures with its own exception types
+        return _unusable(f"converted, but onnxruntime could not run it: {_one_line(exc)}")
+    try:
+        expected = np.asarray(estimator.predict(rows))
+        expected_probabilities = (
+            np.asarray(estimator.predict_proba(rows), dtype=np.float64)
+            if has_probabilities
+            else None
+        )
+    except Exception as exc:
+        return _unusable(f"not compared: scikit-learn failed: {_one_line(exc)}")
+    if output["task"] == "regression":
+        return _judge_regression(data, expected, actual, tolerance)
+    return _judge_classification(
+        data, expected, actual, expected_probabilities, actual_probabilities, tolerance
+    )
+
+
+def probe_rows(reference: pd.DataFrame, schema: dict, rows: int = PROBE_ROWS) -> pd.DataFrame:
+    """Rows made from the reference rows (a fixed seed, so a verdict is repeatable).
+
+    A tree model's float32 thresholds only show on a value close to a split, which a small
+    sample may not have while real traffic does: above all the values that many rows share
+    exactly (a clipped or rounded feature), next to which training put a split. So half the
+    rows take each feature's value from a random reference row (the exact values, features
+    mixed across rows) and half draw numbers uniformly between the feature's smallest and
+    largest reference value; text always comes from the reference values.
+    """
+    generator = np.random.default_rng(0)
+    half = rows // 2
+    columns = {}
+    for feature in schema["features"]:
+        values = reference[feature["name"]].dropna().to_numpy()
+        if not len(values):
+            values = np.array([None if feature["type"] == "string" else 0.0], dtype=object)
+        column = generator.choice(values, size=rows)
+        if feature["type"] == "number" and not feature.get("categories"):
+            numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+            numbers = numbers[np.isfinite(numbers)]
+            low, high = (numbers.min(), numbers.max()) if len(numbers) else (0.0, 1.0)
+            column = column.astype(np.float64)
+            column[half:] = generator.uniform(low, high, size=rows - half)
+        columns[feature["name"]] = column
+    return pd.DataFrame(columns)
+
+
+def _judge_regression(
+    data: bytes, expected: np.ndarray, actual: np.ndarray, tolerance: float
+) -> Conversion:
+    """Max relative difference, as defined in the module docstring, against `tolerance`."""
+    if not np.isfinite(actual).all():
+        return _unusable("predictions differ: the ONNX model returned values that are not finite")
+    expected = expected.astype(np.float64).reshape(actual.shape)
+    magnitude = np.abs(expected)
+    floor = float(magnitude.mean()) or 1.0
+    difference = float((np.abs(actual - expected) / np.maximum(magnitude, floor)).max())
+    if not np.isfinite(difference):
+        return _unusable("not compared: scikit-learn's predictions are not finite")
+    measured = (
+        f"max relative difference {_percent(difference)} on {len(actual)} rows "
+        f"(the reference rows and {PROBE_ROWS} made from them)"
+    )
+    if difference <= tolerance:
+        return Conversion(data, difference, True, f"{measured} (tolerance {_percent(tolerance)})")
+    return Conversion(
+        None,
+        difference,
+        False,
+        f"predictions differ: {measured}, above the tolerance of {_percent(tolerance)}",
+    )
+
+
+def _judge_classification(
+    data: bytes,
+    expected: np.ndarray,
+    actual: np.ndarray,
+    expected_probabilities: np.ndarray | None,
+    actual_probabilities: np.ndarray | None,
+    tolerance: float,
+) -> Conversion:
+    """Every label equal, then the max absolute probability difference against `tolerance`."""
+    differing = int((expected != actual).sum())
+    if differing:
+        return _unusable(
+            f"predictions differ: {differing} of {len(expected)} labels differ from scikit-learn's"
+        )
+    labels = (
+        f"all {len(expected)} labels equal (the reference rows and {PROBE_ROWS} made from them)"
+    )
+    if expected_probabilities is None:
+        return Conversion(data, None, True, labels)
+    if not np.isfinite(actual_probabilities).all():
+        return _unusable(
+            "predictions differ: the ONNX model returned probabilities that are not finite"
+        )
+    difference = float(np.abs(actual_probabilities - expected_probabilities).max())
+    measured = f"{labels}, max probability difference {difference:.3g}"
+    if difference <= tolerance:
+        return Conversion(data, difference, True, f"{measured} (tolerance {tolerance:.3g})")
+    return Conversion(
+        None,
+        difference,
+        False,
+        f"predictions differ: {measured}, above the tolerance of {tolerance:.3g}",
+    )
+
+
+def _to_onnx(estimator, *, schema: dict, output: dict) -> bytes:
+    """The serialized ONNX model, with probabilities (if any) as a tensor."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    _install_tree_ensemble_fix()
+    features = schema["features"]
+    if _takes_columns(estimator, features):
+        initial_types = [
+            (
+                feature["name"],
+                StringTensorType([None, 1])
+                if feature["type"] == "string"
+                else FloatTensorType([None, 1]),
+            )
+            for feature in features
+        ]
+    else:
+        initial_types = [("features", FloatTensorType([None, len(features)]))]
+    # Without zipmap=False a classifier returns probabilities as a list of dicts, one per row.
+    options = {id(estimator): {"zipmap": False}} if output["task"] == "classification" else None
+    # skl2onnx and onnx warn about opsets and dtypes on conversions; the comparison with
+    # scikit-learn is what decides whether the result is usable, so the warnings add nothing.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = to_onnx(estimator, initial_types=initial_types, options=options)
+    return model.SerializeToString()
+
+
+def _takes_columns(estimator, features: list[dict]) -> bool:
+    """True when the ONNX model needs one input per feature rather than one float matrix.
+
+    Text cannot share a tensor with numbers, and a ColumnTransformer in front finds its columns
+    by input name. Everything else gets the matrix: most converters accept only one input (a
+    bare SVC even converts with several but then fails in onnxruntime).
+    """
+    front = estimator
+    while isinstance(front, Pipeline) and front.steps:
+        front = front.steps[0][1]
+    return isinstance(front, ColumnTransformer) or any(
+        feature["type"] == "string" for feature in features
+    )
+
+
+def _install_tree_ensemble_fix() -> None:
+    """Make skl2onnx 1.20 convert HistGradientBoosting models under protobuf 7.
+
+    skl2onnx 1.20 passes `nodes_missing_value_tracks_true=False` (a Python bool) for the leaves
+    of HistGradientBoosting trees, and protobuf 7 (here with onnx 1.23) refuses a bool in an int
+    field: "Expected an int, got a boolean". Casting it to int changes nothing else. The
+    module-level name is replaced because the tree converters call it through the module.
+    Idempotent; two threads installing at once would only wrap twice, which is harmless.
+    """
+    from skl2onnx.common import tree_ensemble
+
+    original = tree_ensemble.add_node
+    if getattr(original, "casts_missing_tracks_to_int", False):
+        return
+
+    @functools.wraps(original)
+    def add_node(*args, **kwargs):
+        if "nodes_missing_value_tracks_true" in kwargs:
+            kwargs["nodes_missing_value_tracks_true"] = int(
+                kwargs["nodes_missing_value_tracks_true"]
+            )
+        return original(*args, **kwargs)
+
+    add_node.casts_missing_tracks_to_int = True
+    tree_ensemble.add_node = add_node
+
+
+def _unusable(detail: str) -> Conversion:
+    """A conversion that must not be served, with nothing measured."""
+    return Conversion(None, None, False, _cut(detail))
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception as one line: skl2onnx's messages run over many."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _cut(detail: str) -> str:
+    return detail if len(detail) <= DETAIL_LIMIT else detail[: DETAIL_LIMIT - 1] + "…"
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.3g}%"

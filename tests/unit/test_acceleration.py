@@ -1,0 +1,186 @@
+"""ONNX acceleration: conversion, comparison with scikit-learn, and the onnxruntime predictor."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.semi_supervised import SelfTrainingClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+from modelregistry import demo
+from modelregistry.acceleration import PROBE_ROWS, Conversion, OnnxPredictor, convert, probe_rows
+from modelregistry.schema import derive_schema, describe_output
+
+TOLERANCE = 0.01
+
+
+def convert_with(estimator, reference: pd.DataFrame, tolerance: float = TOLERANCE) -> Conversion:
+    return convert(
+        estimator,
+        schema=derive_schema(estimator),
+        output=describe_output(estimator),
+        reference=reference,
+        tolerance=tolerance,
+    )
+
+
+def predictor_for(estimator, conversion: Conversion) -> OnnxPredictor:
+    return OnnxPredictor(
+        conversion.data, schema=derive_schema(estimator), output=describe_output(estimator)
+    )
+
+
+def as_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The dict-of-arrays input the service builds for single rows."""
+    return {name: frame[name].to_numpy() for name in frame.columns}
+
+
+@pytest.fixture(scope="module")
+def house_conversion(house_model, house_rows) -> Conversion:
+    return convert_with(house_model, house_rows)
+
+
+@pytest.fixture(scope="module")
+def iris_model():
+    return demo.train_iris()
+
+
+@pytest.fixture(scope="module")
+def iris_rows() -> pd.DataFrame:
+    return demo.DEMOS["iris"]["sample"]()
+
+
+def test_house_prices_converts_and_matches_within_tolerance(house_conversion, house_rows):
+    assert house_conversion.matches
+    assert isinstance(house_conversion.data, bytes) and house_conversion.data
+    assert 0 <= house_conversion.max_difference <= TOLERANCE
+    assert house_conversion.detail.startswith("max relative difference")
+    assert f"on {len(house_rows) + PROBE_ROWS} rows" in house_conversion.detail
+
+
+@pytest.mark.parametrize("rows", [50, 1])
+@pytest.mark.parametrize("as_dict", [False, True], ids=["dataframe", "dict"])
+def test_house_prices_predictions_are_close_to_scikit_learn(
+    house_model, house_conversion, house_rows, rows, as_dict
+):
+    frame = house_rows.head(rows)
+    predicted = predictor_for(house_model, house_conversion).predict(
+        as_arrays(frame) if as_dict else frame
+    )
+    assert predicted.shape == (rows,)
+    assert predicted.dtype == np.float64
+    np.testing.assert_allclose(predicted, house_model.predict(frame), rtol=1e-2)
+
+
+def test_missing_number_is_scored_like_scikit_learn(house_model, house_conversion, house_rows):
+    frame = house_rows.head(5).copy()
+    frame["med_inc"] = np.nan
+    predicted = predictor_for(house_model, house_conversion).predict(as_arrays(frame))
+    np.testing.assert_allclose(predicted, house_model.predict(frame), rtol=1e-2)
+
+
+def test_tolerance_far_too_small_rejects_the_conversion(house_model, house_rows):
+    conversion = convert_with(house_model, house_rows, tolerance=1e-12)
+    assert not conversion.matches
+    assert conversion.data is None
+    assert conversion.max_difference > 1e-12
+    assert conversion.detail.startswith("predictions differ: max relative difference")
+    assert "above the tolerance" in conversion.detail
+
+
+def test_reference_rows_with_missing_text_are_left_out(house_model, house_rows):
+    reference = house_rows.copy()
+    reference.loc[reference.index[:3], "ocean_proximity"] = None
+    conversion = convert_with(house_model, reference)
+    assert conversion.matches
+    assert f"on {len(reference) - 3 + PROBE_ROWS} rows" in conversion.detail
+
+
+@pytest.mark.parametrize("missing", [None, np.nan])
+def test_missing_text_makes_predict_raise_value_error(
+    house_model, house_conversion, house_rows, missing
+):
+    features = as_arrays(house_rows.head(2))
+    features["ocean_proximity"] = np.array(["INLAND", missing], dtype=object)
+    predictor = predictor_for(house_model, house_conversion)
+    with pytest.raises(ValueError, match="ocean_proximity"):
+        predictor.predict(features)
+
+
+def test_iris_labels_equal_and_probabilities_within_tolerance(iris_model, iris_rows):
+    conversion = convert_with(iris_model, iris_rows)
+    assert conversion.matches, conversion.detail
+    assert 0 <= conversion.max_difference <= TOLERANCE
+    assert conversion.detail.startswith(f"all {len(iris_rows) + PROBE_ROWS} labels equal")
+    predictor = predictor_for(iris_model, conversion)
+    labels = predictor.predict(iris_rows)
+    assert labels.dtype == iris_model.classes_.dtype
+    np.testing.assert_array_equal(labels, iris_model.predict(iris_rows))
+    probabilities = predictor.predict_proba(as_arrays(iris_rows))
+    assert probabilities.shape == (len(iris_rows), 3)
+    assert probabilities.dtype == np.float64
+    np.testing.assert_allclose(probabilities, iris_model.predict_proba(iris_rows), atol=TOLERANCE)
+    classes = np.array(describe_output(iris_model)["classes"], dtype=object)
+    np.testing.assert_array_equal(classes[probabilities.argmax(axis=1)], labels)
+
+
+def test_iris_single_row_dict_with_unusual_feature_names(iris_model, iris_rows):
+    row = iris_rows.head(1)
+    assert all(" (cm)" in name for name in row.columns)  # not valid ONNX input names as they are
+    predictor = predictor_for(iris_model, convert_with(iris_model, iris_rows))
+    np.testing.assert_array_equal(predictor.predict(as_arrays(row)), iris_model.predict(row))
+    assert predictor.predict_proba(as_arrays(row)).shape == (1, 3)
+
+
+def test_bare_classifier_with_integer_classes_returns_integer_labels():
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+    model = LogisticRegression().fit(frame, (np.arange(40) >= 20).astype(np.int64) * 3)
+    conversion = convert_with(model, frame)
+    assert conversion.matches, conversion.detail
+    labels = predictor_for(model, conversion).predict(as_arrays(frame))
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, model.predict(frame))
+
+
+def test_regression_that_predicts_zero_is_compared_without_dividing_by_zero():
+    frame = pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) % 3})
+    model = LinearRegression().fit(frame, np.zeros(20))
+    conversion = convert_with(model, frame)
+    assert conversion.matches, conversion.detail
+    assert conversion.max_difference < 1e-6
+
+
+def unconvertible_models() -> list:
+    frame = pd.DataFrame({"a": np.arange(30.0), "b": np.arange(30.0) % 4})
+    doubled = Pipeline(
+        [("double", FunctionTransformer(lambda values: values * 2)), ("fit", LinearRegression())]
+    )
+    self_training = SelfTrainingClassifier(DecisionTreeClassifier(random_state=0))
+    partly_labelled = np.where(np.arange(30) % 3 == 0, -1, np.arange(30) % 2)
+    return [
+        (doubled.fit(frame, np.arange(30.0)), frame, "FunctionTransformer"),
+        (self_training.fit(frame, partly_labelled), frame, "SelfTrainingClassifier"),
+    ]
+
+
+@pytest.mark.parametrize(("model", "frame", "named"), unconvertible_models())
+def test_estimator_skl2onnx_cannot_convert_is_reported_not_raised(model, frame, named):
+    conversion = convert_with(model, frame)
+    assert conversion == Conversion(
+        data=None, max_difference=None, matches=False, detail=conversion.detail
+    )
+    assert conversion.detail.startswith("not converted: skl2onnx cannot convert")
+    assert named in conversion.detail
+    assert len(conversion.detail) <= 300
+
+
+def test_probe_rows_stay_within_the_reference_ranges_and_repeat(house_model, house_rows):
+    schema = derive_schema(house_model)
+    first, second = probe_rows(house_rows, schema), probe_rows(house_rows, schema)
+    pd.testing.assert_frame_equal(first, second)  # a fixed seed: the verdict is repeatable
+    assert len(first) == PROBE_ROWS and list(first.columns) == list(house_rows.columns)
+    assert first["med_inc"].between(house_rows["med_inc"].min(), house_rows["med_inc"].max()).all()
+    assert first["med_inc"].nunique() > len(house_rows)  # new values, not just the sample's
+    assert set(first["ocean_proximity"]) <= set(house_rows["ocean_proximity"])
