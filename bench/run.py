@@ -280,6 +280,19 @@ def hit_rate(before: dict[str, float], after: dict[str, float]) -> float | None:
     return 100 * hits / lookups if lookups else None
 
 
+def batching_state(version) -> str:
+    """Whether single rows are batched, and why not (predictions/batching.py decides)."""
+    from django.conf import settings
+
+    from predictions import batching
+
+    if not settings.BATCH_ENABLED:
+        return "batching off (BATCH_ENABLED)"
+    if batching.is_enabled(version, 1):
+        return "batching on"
+    return f"batching not used (a call costs {version.call_latency_ms} ms < BATCH_MIN_CALL_MS)"
+
+
 def report_rows(
     results: dict[str, WrkResult], scenarios, limit: dict, hit_rates: dict | None = None
 ) -> list[Row]:
@@ -502,8 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = report_rows(results, scenarios, limit, hit_rates)
     print()
     print(
-        f"{MODEL} v{version.number} served by {version.serving_path}; batching "
-        f"{'on' if settings.BATCH_ENABLED else 'off'}; prediction cache "
+        f"{MODEL} v{version.number} served by {version.serving_path}; {batching_state(version)}; "
+        "prediction cache "
         f"{'on' if cache_on else 'off'}; {WEB_INSTANCES} gunicorn instances x "
         f"{env['WEB_WORKERS']} worker(s) x {env.get('WEB_THREADS') or 4} threads behind nginx; "
         f"{os.cpu_count()} CPUs; "
@@ -534,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                     "model": MODEL,
                     "version": version.number,
                     "serving_path": version.serving_path,
-                    "batching": settings.BATCH_ENABLED,
+                    "batching": batching_state(version),
                     "prediction_cache": cache_on,
                     "cache_hit_rate_percent": hit_rates,
                     "seconds": args.seconds,

@@ -29,13 +29,15 @@ skl2onnx is imported only by `convert()`; a web process that serves ONNX needs o
 
 import functools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnxruntime
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
+
+from .schema import single_row_latency_ms
 
 DETAIL_LIMIT = 300
 PROBE_ROWS = 20_000  # rows made from the reference rows (probe_rows), compared too
@@ -49,6 +51,7 @@ class Conversion:
     max_difference: float | None  # on the reference rows; None when it could not be measured
     matches: bool  # converted, ran, and within tolerance: safe to serve instead of sklearn
     detail: str  # one sentence for the admin
+    single_row_latency_ms: float | None = None  # median ONNX call on one row, when it matches
 
 
 class OnnxPredictor:
@@ -155,10 +158,16 @@ def convert(
     except Exception as exc:
         return _unusable(f"not compared: scikit-learn failed: {_one_line(exc)}")
     if output["task"] == "regression":
-        return _judge_regression(data, expected, actual, tolerance)
-    return _judge_classification(
-        data, expected, actual, expected_probabilities, actual_probabilities, tolerance
-    )
+        verdict = _judge_regression(data, expected, actual, tolerance)
+    else:
+        verdict = _judge_classification(
+            data, expected, actual, expected_probabilities, actual_probabilities, tolerance
+        )
+    if not verdict.matches:
+        return verdict
+    # As the service calls it for one checked JSON row: a dict of one-value arrays.
+    row = {name: rows[name].to_numpy()[:1] for name in rows.columns}
+    return replace(verdict, single_row_latency_ms=single_row_latency_ms(predictor, row))
 
 
 def probe_rows(reference: pd.DataFrame, schema: dict, rows: int = PROBE_ROWS) -> pd.DataFrame:

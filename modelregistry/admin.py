@@ -172,6 +172,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "single_row_latency_ms",
         "serving_path",
         "onnx_check",
+        "onnx_single_row_latency_ms",
         "notes",
         "status",
         "status_reason",
@@ -199,7 +200,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return super().get_fieldsets(request, obj)
-        serving = ["serving_path", "onnx_check", *sorted(services.SERVING_OPTIONS)]
+        serving = [
+            "serving_path",
+            "onnx_check",
+            "onnx_single_row_latency_ms",
+            *sorted(services.SERVING_OPTIONS),
+        ]
         stored = [name for name in self.readonly_fields if name not in serving]
         return [
             ("Version (immutable)", {"fields": stored}),

@@ -78,6 +78,7 @@ class ModelVersion(models.Model):
     onnx_artifact = models.FileField(max_length=255, blank=True)
     onnx_sha256 = models.CharField(max_length=64, blank=True)
     onnx_max_difference = models.FloatField(null=True, blank=True)
+    onnx_single_row_latency_ms = models.FloatField(null=True, blank=True)
     onnx_detail = models.TextField(blank=True)
     notes = models.TextField(blank=True)
     status = models.CharField(
@@ -139,6 +140,13 @@ class ModelVersion(models.Model):
     def serving_path(self) -> str:
         """What scores this version's rows: "onnx" or "scikit-learn"."""
         return "onnx" if self.serves_onnx and settings.ONNX_ENABLED else "scikit-learn"
+
+    @property
+    def call_latency_ms(self) -> float | None:
+        """One single-row model call on the serving path, as measured at upload."""
+        if self.serving_path == "onnx":
+            return self.onnx_single_row_latency_ms
+        return self.single_row_latency_ms
 
     @property
     def feature_names(self) -> list[str]:

@@ -199,11 +199,11 @@ def check_estimator(estimator, *, sample: bytes | None = None) -> dict:
     return {
         "input_schema": schema,
         "output_info": output,
-        "single_row_latency_ms": _single_row_latency_ms(estimator, frame.head(1)),
+        "single_row_latency_ms": single_row_latency_ms(estimator, frame.head(1)),
     }
 
 
-def _single_row_latency_ms(estimator, row: pd.DataFrame) -> float:
+def single_row_latency_ms(estimator, row) -> float:
     """Median wall time of one single-row predict call, in milliseconds."""
     timings = []
     for _ in range(LATENCY_CALLS):

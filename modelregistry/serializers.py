@@ -54,6 +54,7 @@ class VersionOutput(serializers.ModelSerializer):
         (null: the model's setting)."""
         return {
             "path": version.serving_path,
+            "call_latency_ms": version.call_latency_ms,
             "onnx_max_difference": version.onnx_max_difference,
             "onnx_detail": version.onnx_detail,
             **{

@@ -50,6 +50,7 @@ def _onnx_fields(onnx) -> dict:
     fields = {
         "onnx_detail": onnx.detail,
         "onnx_max_difference": onnx.max_difference,
+        "onnx_single_row_latency_ms": onnx.single_row_latency_ms,
         "serves_onnx": onnx.matches,
     }
     if onnx.matches:
@@ -169,6 +170,7 @@ def convert_to_onnx(*, version: ModelVersion) -> ModelVersion:
         tolerance=settings.ONNX_TOLERANCE,
     )
     fields = {"onnx_artifact": "", "onnx_sha256": "", "onnx_max_difference": None}
+    fields["onnx_single_row_latency_ms"] = None
     fields |= _onnx_fields(conversion)
     previous = version.onnx_artifact.name
     ModelVersion.objects.filter(pk=version.pk).update(**fields)

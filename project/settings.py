@@ -239,9 +239,15 @@ MAX_ARTIFACT_BYTES = env_int("MAX_ARTIFACT_BYTES", 512 * 1024**2, minimum=1)
 BATCH_ENABLED = env_bool("BATCH_ENABLED", True)
 BATCH_MAX_ROWS = env_int("BATCH_MAX_ROWS", 64, minimum=1)
 BATCH_MAX_WAIT_MS = env_int("BATCH_MAX_WAIT_MS", 2)
+# A version whose single-row call (measured at upload, on its serving path) is cheaper than this
+# is not batched: handing rows to the batcher thread would cost more than the call it saves.
+BATCH_MIN_CALL_MS = env_float("BATCH_MIN_CALL_MS", 0.5)
 # Single-row predictions kept in Redis per version and input (a model can opt out in the admin).
 PREDICTION_CACHE_ENABLED = env_bool("PREDICTION_CACHE_ENABLED", True)
 PREDICTION_CACHE_SECONDS = env_int("PREDICTION_CACHE_SECONDS", 300, minimum=1)
+# ... but not for a version whose single-row call (measured at upload, on its serving path) is
+# cheaper than this: a Redis round trip would cost more than the call it saves.
+PREDICTION_CACHE_MIN_CALL_MS = env_float("PREDICTION_CACHE_MIN_CALL_MS", 1.0)
 DEFAULT_VERSION_CACHE_SECONDS = env_int("DEFAULT_VERSION_CACHE_SECONDS", 1)
 # ONNX (modelregistry/acceleration.py): each upload is converted and checked against
 # scikit-learn on the reference rows; a version whose largest difference is within

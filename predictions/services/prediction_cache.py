@@ -22,7 +22,17 @@ CACHE_ALIAS = "predictions"
 
 
 def is_enabled(version) -> bool:
-    return settings.PREDICTION_CACHE_ENABLED and version.serving_setting("prediction_cache_enabled")
+    """PREDICTION_CACHE_ENABLED, then the version's own switch; without one, its model's switch,
+    and only for a model call that costs at least PREDICTION_CACHE_MIN_CALL_MS (a Redis round
+    trip costs more than an ONNX call)."""
+    if not settings.PREDICTION_CACHE_ENABLED:
+        return False
+    if version.prediction_cache_enabled is not None:
+        return version.prediction_cache_enabled
+    if not version.registered_model.prediction_cache_enabled:
+        return False
+    latency_ms = version.call_latency_ms
+    return latency_ms is None or latency_ms >= settings.PREDICTION_CACHE_MIN_CALL_MS
 
 
 def _key(version, features, with_probabilities: bool) -> str:

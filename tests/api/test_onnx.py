@@ -37,6 +37,7 @@ def test_an_upload_that_matches_is_served_by_onnx(onnx_version, api_client, hous
     assert onnx_version.onnx_artifact.name.endswith(".onnx") and len(onnx_version.onnx_sha256) == 64
     assert 0 <= onnx_version.onnx_max_difference <= 0.01
     assert "max relative difference" in onnx_version.onnx_detail
+    assert 0 < onnx_version.onnx_single_row_latency_ms < onnx_version.single_row_latency_ms
     served = loader.get_predictor(onnx_version)
     assert served.path == "onnx"
     sklearn = loader.model_cache.get(onnx_version).sklearn

@@ -19,7 +19,8 @@ URL = "/api/v1/models/house-prices/predict"
 
 @pytest.fixture(autouse=True)
 def cache_on(settings):
-    settings.PREDICTION_CACHE_ENABLED = True
+    """The cache on for every model call, however cheap (the cost rule has its own test)."""
+    settings.PREDICTION_CACHE_ENABLED, settings.PREDICTION_CACHE_MIN_CALL_MS = True, 0
 
 
 @pytest.fixture
@@ -118,3 +119,15 @@ def test_redis_away_is_a_counted_error_not_a_failed_request(
     response = api_client.post(URL, row, format="json")
     assert response.status_code == 200
     assert lookups("error") == errors + 1
+
+
+def test_a_call_cheaper_than_a_redis_round_trip_is_not_cached(registered_version, settings):
+    from predictions.services import prediction_cache
+
+    settings.PREDICTION_CACHE_MIN_CALL_MS = 1.0
+    registered_version.single_row_latency_ms = 5.0
+    assert prediction_cache.is_enabled(registered_version)
+    registered_version.single_row_latency_ms = 0.3
+    assert not prediction_cache.is_enabled(registered_version)
+    registered_version.prediction_cache_enabled = True  # the version's own switch wins
+    assert prediction_cache.is_enabled(registered_version)

@@ -185,3 +185,19 @@ def test_gathered_callers_with_plain_columns_get_their_own_rows(house_model, row
     expected = house_model.predict(rows.iloc[:THREADS]).tolist()
     assert [result[0] for result in results] == expected
     assert max(model.calls) > 1  # gathered into shared calls
+
+
+def test_a_call_cheaper_than_batch_min_call_ms_is_not_batched(settings):
+    settings.BATCH_ENABLED, settings.BATCH_MIN_CALL_MS = True, 0.5
+    settings.ONNX_ENABLED = True
+    slow = fake_version(pk=701, own={"single_row_latency_ms": 4.0})
+    cheap = fake_version(pk=702, own={"single_row_latency_ms": 0.2})
+    assert batching.is_enabled(slow, 1) and not batching.is_enabled(cheap, 1)
+    # The serving path's latency counts: an ONNX call takes microseconds.
+    onnx = {"single_row_latency_ms": 4.0, "serves_onnx": True, "onnx_single_row_latency_ms": 0.02}
+    assert not batching.is_enabled(fake_version(pk=703, own=onnx), 1)
+    settings.ONNX_ENABLED = False  # then scikit-learn serves it, and its call is slow
+    assert batching.is_enabled(fake_version(pk=704, own=onnx), 1)
+    settings.ONNX_ENABLED = True
+    # The version's own switch wins over the rule.
+    assert batching.is_enabled(fake_version(pk=705, own=onnx | {"batching_enabled": True}), 1)
