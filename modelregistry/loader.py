@@ -198,7 +198,7 @@ class SklearnPredictor:
         return self.estimator.predict_proba(_frame(X))
 
 
-class OnnxPredictor:
+class OnnxWithFallback:
     """The ONNX runtime session of a version; rows it cannot take (a null in a text column)
     go to scikit-learn instead."""
 
@@ -225,7 +225,7 @@ class LoadedVersion:
     """What a process keeps of a version: scikit-learn always, ONNX when it was converted."""
 
     sklearn: SklearnPredictor
-    onnx: OnnxPredictor | None
+    onnx: OnnxWithFallback | None
     onnx_sha256: str  # the version's when loaded: a later conversion (convert_onnx) reloads
 
 
@@ -262,7 +262,7 @@ class ModelCache:
             self._items.clear()
 
 
-def _load_onnx(version: ModelVersion, sklearn: SklearnPredictor) -> OnnxPredictor | None:
+def _load_onnx(version: ModelVersion, sklearn: SklearnPredictor) -> OnnxWithFallback | None:
     """The version's ONNX session, or None (none stored, ONNX off, or it fails to load: then
     scikit-learn serves, which is always right)."""
     if not (version.onnx_artifact and settings.ONNX_ENABLED):
@@ -276,7 +276,7 @@ def _load_onnx(version: ModelVersion, sklearn: SklearnPredictor) -> OnnxPredicto
     except Exception as exc:  # whatever breaks, scikit-learn still serves the version
         logger.warning("%s: the ONNX model cannot be used, scikit-learn serves: %s", version, exc)
         return None
-    return OnnxPredictor(session, sklearn)
+    return OnnxWithFallback(session, sklearn)
 
 
 def _load_version(version: ModelVersion) -> LoadedVersion:
@@ -304,7 +304,7 @@ _pointer_cache: dict[str, tuple[float, ModelVersion]] = {}
 _pointer_lock = threading.Lock()
 
 
-def get_predictor(version: ModelVersion) -> SklearnPredictor | OnnxPredictor:
+def get_predictor(version: ModelVersion) -> SklearnPredictor | OnnxWithFallback:
     """What scores a version's rows in this process (from the LRU cache): its ONNX session when
     the version serves with ONNX (`serving_path`), else scikit-learn. Both take a DataFrame or
     a dict of column arrays, in schema order."""

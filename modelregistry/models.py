@@ -136,6 +136,18 @@ class ModelVersion(models.Model):
         value = getattr(self, name)
         return getattr(self.registered_model, name) if value is None else value
 
+    def serving_switch(self, name: str, *, min_call_ms: float) -> bool:
+        """A serving switch (batching_enabled, prediction_cache_enabled): the version's own when
+        set; else its model's, and then only for a model call that costs at least
+        `min_call_ms` (saving a call cheaper than the mechanism itself would be a loss)."""
+        own = getattr(self, name)
+        if own is not None:
+            return own
+        if not getattr(self.registered_model, name):
+            return False
+        latency_ms = self.call_latency_ms
+        return latency_ms is None or latency_ms >= min_call_ms
+
     @property
     def serving_path(self) -> str:
         """What scores this version's rows: "onnx" or "scikit-learn"."""

@@ -142,17 +142,12 @@ def _limits(version) -> tuple[int, float]:
 
 
 def is_enabled(version, rows: int) -> bool:
-    """Whether a call of `rows` rows for this version goes through a batcher: BATCH_ENABLED,
-    then the version's own switch; without one, its model's switch, and only a call that costs
-    at least BATCH_MIN_CALL_MS (an ONNX model scores a row in microseconds: nothing to save)."""
+    """Whether a call of `rows` rows for this version goes through a batcher (BATCH_ENABLED, the
+    row limit, then the version's or its model's switch: an ONNX model scores a row in
+    microseconds, less than the hand-over, see BATCH_MIN_CALL_MS)."""
     if not settings.BATCH_ENABLED or not 0 < rows <= _limits(version)[0]:
         return False
-    if version.batching_enabled is not None:
-        return version.batching_enabled
-    if not version.registered_model.batching_enabled:
-        return False
-    latency_ms = version.call_latency_ms
-    return latency_ms is None or latency_ms >= settings.BATCH_MIN_CALL_MS
+    return version.serving_switch("batching_enabled", min_call_ms=settings.BATCH_MIN_CALL_MS)
 
 
 def call(version, predictor, method: str, features, rows: int):

@@ -22,17 +22,13 @@ CACHE_ALIAS = "predictions"
 
 
 def is_enabled(version) -> bool:
-    """PREDICTION_CACHE_ENABLED, then the version's own switch; without one, its model's switch,
-    and only for a model call that costs at least PREDICTION_CACHE_MIN_CALL_MS (a Redis round
-    trip costs more than an ONNX call)."""
+    """PREDICTION_CACHE_ENABLED, then the version's or its model's switch (a Redis round trip
+    costs more than an ONNX call, see PREDICTION_CACHE_MIN_CALL_MS)."""
     if not settings.PREDICTION_CACHE_ENABLED:
         return False
-    if version.prediction_cache_enabled is not None:
-        return version.prediction_cache_enabled
-    if not version.registered_model.prediction_cache_enabled:
-        return False
-    latency_ms = version.call_latency_ms
-    return latency_ms is None or latency_ms >= settings.PREDICTION_CACHE_MIN_CALL_MS
+    return version.serving_switch(
+        "prediction_cache_enabled", min_call_ms=settings.PREDICTION_CACHE_MIN_CALL_MS
+    )
 
 
 def _key(version, features, with_probabilities: bool) -> str:
