@@ -34,10 +34,9 @@ graceful_timeout = 30
 # connections, so a request is never sent on a connection gunicorn is closing.
 keepalive = _env_int("WEB_KEEPALIVE_SECONDS", 75)
 
-# Recycle workers now and then so slow leaks (e.g. in native code) cannot pile up;
-# the jitter keeps the workers of all instances from restarting at the same moment.
-# Recycle a worker now and then (a guard against slow leaks); 0 turns it off. Rarely: the new
-# worker must load Django and the models before it answers quickly again.
+# Recycle a worker now and then (a guard against slow leaks, e.g. in native code); 0 turns it
+# off. Rarely: the new worker must load Django and the models before it answers quickly again.
+# The jitter keeps the workers of all instances from restarting at the same moment.
 max_requests = _env_int("WEB_MAX_REQUESTS", 50_000)
 max_requests_jitter = max_requests // 10
 
