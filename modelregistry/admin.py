@@ -80,6 +80,11 @@ class ServingOptionsForm(forms.ModelForm):
 
     batching_enabled = _inherit_choice(label="Micro-batching")
     prediction_cache_enabled = _inherit_choice(label="Prediction cache")
+    serves_onnx = forms.BooleanField(
+        label="Serve with ONNX",
+        required=False,
+        help_text="Score with the ONNX runtime (only a version whose conversion matched).",
+    )
 
     class Meta:
         model = ModelVersion
@@ -172,7 +177,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "single_row_latency_ms",
         "serving_path",
         "onnx_check",
-        "onnx_single_row_latency_ms",
+        "onnx_call",
         "notes",
         "status",
         "status_reason",
@@ -203,7 +208,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         serving = [
             "serving_path",
             "onnx_check",
-            "onnx_single_row_latency_ms",
+            "onnx_call",
             *sorted(services.SERVING_OPTIONS),
         ]
         stored = [name for name in self.readonly_fields if name not in serving]
@@ -259,6 +264,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if obj.serves_onnx:
             return "scikit-learn (ONNX_ENABLED is false)"
         return "scikit-learn"
+
+    @admin.display(description="ONNX call, one row")
+    def onnx_call(self, obj) -> str:
+        if obj.onnx_single_row_latency_ms is None:
+            return "-"
+        text = f"{obj.onnx_single_row_latency_ms:g} ms"
+        if obj.single_row_latency_ms is not None:
+            text += f" (scikit-learn: {obj.single_row_latency_ms:g} ms)"
+        return text
 
     @admin.display(description="ONNX check")
     def onnx_check(self, obj) -> str:
