@@ -19,17 +19,10 @@ URL = "/api/v1/models/house-prices/predict"
 
 
 @pytest.fixture
-def onnx_version(settings, house_artifact, house_sample):
-    """house-prices v1, converted at upload (ONNX_ENABLED) and promoted."""
+def onnx_version(settings, request):
+    """house-prices v1 (conftest's `registered_version`), converted at upload (ONNX_ENABLED)."""
     settings.ONNX_ENABLED = True
-    version = services.register_version(
-        model_name="house-prices",
-        artifact=house_artifact,
-        filename="house.skops",
-        sample=house_sample,
-    )
-    services.set_default_version(version=version)
-    return version
+    return request.getfixturevalue("registered_version")
 
 
 def test_an_upload_that_matches_is_served_by_onnx(onnx_version, api_client, house_rows):
