@@ -290,7 +290,15 @@ def batching_state(version) -> str:
         return "batching off (BATCH_ENABLED)"
     if batching.is_enabled(version, 1):
         return "batching on"
-    return f"batching not used (a call costs {version.call_latency_ms} ms < BATCH_MIN_CALL_MS)"
+    latency_ms = serving_plan(version).call_latency_ms
+    return f"batching not used (a call costs {latency_ms} ms < BATCH_MIN_CALL_MS)"
+
+
+def serving_plan(version):
+    """The version's ServingPlan (modelregistry/serving.py): its path and exactness."""
+    from modelregistry import serving
+
+    return serving.plan_for(version)
 
 
 def report_rows(
@@ -513,9 +521,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     rows = report_rows(results, scenarios, limit, hit_rates)
+    path = serving_plan(version).path
     print()
     print(
-        f"{MODEL} v{version.number} served by {version.serving_path}; {batching_state(version)}; "
+        f"{MODEL} v{version.number} served by {path}; {batching_state(version)}; "
         "prediction cache "
         f"{'on' if cache_on else 'off'}; {WEB_INSTANCES} gunicorn instances x "
         f"{env['WEB_WORKERS']} worker(s) x {env.get('WEB_THREADS') or 4} threads behind nginx; "
@@ -530,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             f"while measuring: {during or 'none'}"
         )
     print(
-        f"in-process: the same model's predict() ({version.serving_path}, as it serves) on the "
+        f"in-process: the same model's predict() ({path}, as it serves) on the "
         "same rows, one DataFrame row or 1,000 per call, 1 thread, no HTTP"
     )
     print(format_table(rows))
@@ -546,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "model": MODEL,
                     "version": version.number,
-                    "serving_path": version.serving_path,
+                    "serving_path": serving_plan(version).path,
                     "batching": batching_state(version),
                     "prediction_cache": cache_on,
                     "cache_hit_rate_percent": hit_rates,

@@ -1,28 +1,28 @@
-"""Optional ONNX acceleration: convert a fitted estimator with skl2onnx, serve it with onnxruntime.
+"""ONNX serving: convert a fitted estimator, check it against scikit-learn, serve it with ORT.
 
-A conversion is only used when it reproduces scikit-learn on the version's reference rows:
-`convert()` runs both and compares them, and `Conversion.matches` says whether the ONNX model
-may replace the estimator. The rules:
+`convert()` converts and then compares the ONNX model with the estimator, called in-process in
+float64, on the check rows: the version's reference rows (its sample, or rows made from its
+schema), PROBE_ROWS rows made from them (`probe_rows`) and, for each nullable number, rows with
+it missing. The outcome is a `Conversion`:
 
-- regression: the relative difference of row i is `|onnx_i - sklearn_i| / scale_i` with
-  `scale_i = max(|sklearn_i|, mean of |sklearn| over the reference rows)`. The floor at the
-  mean keeps a prediction of exactly 0 (or one close to it) from turning float32 rounding into
-  an enormous ratio; when every prediction is 0 the scale is 1, i.e. the absolute difference.
-  The version matches when the largest relative difference is <= tolerance.
-- classification: every label must equal scikit-learn's. When the classifier has
-  probabilities, the largest absolute probability difference must also be <= tolerance
-  (that difference is `max_difference`; a classifier without probabilities has none).
-- ONNX outputs that are not finite never match.
-- Reference rows with missing text are left out: onnxruntime cannot take them, so those calls
-  fall back to scikit-learn anyway (`OnnxPredictor` raises ValueError for them).
+- exact (`is_exact`): every label identical and every value and probability within
+  `serving.EXACT_RELATIVE` of scikit-learn's (`|onnx - sklearn| <= 1e-9 * max(|sklearn|, 1)`).
+  Only then may the ONNX model serve by default (see `serving.py`).
+- inexact: the largest difference (same measure) is recorded, and the file is kept, so that a
+  version may opt in to it (`serves_approximate`) with that figure shown beside the switch.
+- unusable (`data is None`): it did not convert, did not run, or returned values that are not
+  finite.
 
-Numbers go in as float32: skl2onnx's tree ensembles only run on float inputs (and their
-thresholds are float32), hence the tolerance. A model with text features, or with a
-ColumnTransformer in front (it finds columns by input name), takes one `[rows, 1]` input per
-schema feature, in schema order; any other model takes one float `[rows, features]` matrix, the
-only layout most converters accept. skl2onnx rewrites feature names into valid ONNX names
-("sepal length (cm)" -> "sepal_length__cm_"), so `OnnxPredictor` pairs the session's inputs
-with the schema's features by position, which skl2onnx keeps (unused columns included).
+Rows with missing text are left out: onnxruntime cannot take them, so those calls fall back to
+scikit-learn anyway (`OnnxPredictor` raises ValueError for them).
+
+skl2onnx's tree ensembles take float32 inputs and float32 thresholds, so their answers are
+approximate. A model with text features, or with a ColumnTransformer in front (it finds columns
+by input name), takes one `[rows, 1]` input per schema feature, in schema order; any other model
+takes one `[rows, features]` matrix, the only layout most converters accept. skl2onnx rewrites
+feature names into valid ONNX names ("sepal length (cm)" -> "sepal_length__cm_"), so
+`OnnxPredictor` pairs the session's inputs with the schema's features by position, which skl2onnx
+keeps (unused columns included), and feeds numbers in the type each input declares.
 
 skl2onnx is imported only by `convert()`; a web process that serves ONNX needs onnxruntime only.
 """
@@ -38,20 +38,27 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from .schema import single_row_latency_ms
+from .serving import EXACT_RELATIVE
 
 DETAIL_LIMIT = 300
 PROBE_ROWS = 20_000  # rows made from the reference rows (probe_rows), compared too
+# The version of the check; a stored version checked by an older one is checked again
+# (`manage.py convert_onnx --outdated`, which scripts/setup runs).
+CHECKER = "exact-1"
+ONNX_INPUT_DTYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32}
 
 
 @dataclass(frozen=True)
 class Conversion:
     """The outcome of one conversion attempt, ready to store with the version."""
 
-    data: bytes | None  # the serialized ONNX model; None unless `matches`
-    max_difference: float | None  # on the reference rows; None when it could not be measured
-    matches: bool  # converted, ran, and within tolerance: safe to serve instead of sklearn
-    detail: str  # one sentence for the admin
-    single_row_latency_ms: float | None = None  # median ONNX call on one row, when it matches
+    data: bytes | None  # the serialized ONNX model; None when it is unusable
+    is_exact: bool  # every answer within EXACT_RELATIVE of scikit-learn's: may serve by default
+    max_difference: float | None  # largest difference on the check rows (None: not measured)
+    rows_compared: int
+    detail: str  # one sentence for the admin and the API
+    single_row_latency_ms: float | None = None  # median ONNX call on one row, when usable
+    checker: str = CHECKER
 
 
 class OnnxPredictor:
@@ -72,17 +79,23 @@ class OnnxPredictor:
         self._session = onnxruntime.InferenceSession(
             data, options, providers=["CPUExecutionProvider"]
         )
-        self._columns = [
-            (feature["name"], feature["type"] == "string") for feature in schema["features"]
-        ]
-        self._input_names = [spec.name for spec in self._session.get_inputs()]
-        # One input for several features can only be the float matrix (see `_to_onnx`).
-        self._is_matrix = len(self._input_names) == 1 and len(self._columns) > 1
-        if not self._is_matrix and len(self._input_names) != len(self._columns):
+        inputs = self._session.get_inputs()
+        self._input_names = [spec.name for spec in inputs]
+        # Numbers go in as each input declares them: float64 for an exact model, else float32.
+        dtypes = [ONNX_INPUT_DTYPES.get(spec.type) for spec in inputs]
+        # One input for several features can only be the number matrix (see `_to_onnx`).
+        self._is_matrix = len(inputs) == 1 and len(schema["features"]) > 1
+        if self._is_matrix:
+            dtypes = dtypes * len(schema["features"])
+        elif len(inputs) != len(schema["features"]):
             raise ValueError(
-                f"The ONNX model takes {len(self._input_names)} inputs but the schema has "
-                f"{len(self._columns)} features."
+                f"The ONNX model takes {len(inputs)} inputs but the schema has "
+                f"{len(schema['features'])} features."
             )
+        self._columns = [
+            (feature["name"], None if feature["type"] == "string" else dtype or np.float32)
+            for feature, dtype in zip(schema["features"], dtypes, strict=True)
+        ]
         self._outputs = [spec.name for spec in self._session.get_outputs()]
         self._is_classifier = output["task"] == "classification"
         self._has_probabilities = self._is_classifier and output["has_probabilities"]
@@ -92,7 +105,7 @@ class OnnxPredictor:
 
     def _feed(self, X) -> dict[str, np.ndarray]:
         """The session's inputs, straight from the columns of `X`."""
-        columns = [_column(X, name, is_text) for name, is_text in self._columns]
+        columns = [_column(X, name, dtype) for name, dtype in self._columns]
         if self._is_matrix:
             return {self._input_names[0]: np.hstack(columns)}
         return dict(zip(self._input_names, columns, strict=True))
@@ -112,35 +125,45 @@ class OnnxPredictor:
         return self._session.run(self._outputs[1:2], self._feed(X))[0].astype(np.float64)
 
 
-def _column(X, name: str, is_text: bool) -> np.ndarray:
-    """Feature `name` of `X` as a [rows, 1] array: float32 numbers or Python strings."""
-    if is_text:
+def _column(X, name: str, dtype) -> np.ndarray:
+    """Feature `name` of `X` as a [rows, 1] array: numbers of `dtype`, or Python strings."""
+    if dtype is None:
         column = np.asarray(X[name], dtype=object).reshape(-1, 1)
         if not all(isinstance(value, str) for value in column.flat):
             raise ValueError(f"{name!r} has a missing or non-text value; ONNX needs text there.")
         return column
     try:
-        return np.asarray(X[name], dtype=np.float32).reshape(-1, 1)
+        return np.asarray(X[name], dtype=dtype).reshape(-1, 1)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name!r} is not numeric: {exc}") from None
 
 
-def convert(
-    estimator, *, schema: dict, output: dict, reference: pd.DataFrame, tolerance: float
-) -> Conversion:
-    """Convert with skl2onnx and compare with scikit-learn on `reference`; never raises."""
+def convert(estimator, *, schema: dict, output: dict, reference: pd.DataFrame) -> Conversion:
+    """Convert with skl2onnx and compare with scikit-learn on the check rows; never raises."""
     try:
         data = _to_onnx(estimator, schema=schema, output=output)
     except Exception as exc:  # skl2onnx fails in many ways for estimators it does not know
         name = type(estimator).__name__
         return _unusable(f"not converted: skl2onnx cannot convert {name}: {_one_line(exc)}")
-    text = [feature["name"] for feature in schema["features"] if feature["type"] == "string"]
-    # Missing text cannot be fed to ORT (those calls fall back to scikit-learn), so such rows
-    # are left out of the comparison rather than disqualifying the whole model.
-    rows = reference.dropna(subset=text) if text else reference
+    rows = check_rows(reference, schema)
     if rows.empty:
         return _unusable("not compared: there are no reference rows without missing text")
+    return compare(estimator, data, schema=schema, output=output, rows=rows)
+
+
+def check_rows(reference: pd.DataFrame, schema: dict) -> pd.DataFrame:
+    """The rows a conversion is compared on: the reference rows, rows made from them, and
+    rows with each nullable number missing. Rows with missing text are left out (see above)."""
+    text = [feature["name"] for feature in schema["features"] if feature["type"] == "string"]
+    rows = reference.dropna(subset=text) if text else reference
+    if rows.empty:
+        return rows
     rows = pd.concat([rows, probe_rows(rows, schema)], ignore_index=True)
+    return pd.concat([rows, missing_rows(rows, schema)], ignore_index=True)
+
+
+def compare(estimator, data: bytes, *, schema: dict, output: dict, rows: pd.DataFrame):
+    """The Conversion of ONNX model `data`, judged against the estimator on `rows`."""
     has_probabilities = output["task"] == "classification" and output["has_probabilities"]
     try:
         predictor = OnnxPredictor(data, schema=schema, output=output)
@@ -158,12 +181,12 @@ def convert(
     except Exception as exc:
         return _unusable(f"not compared: scikit-learn failed: {_one_line(exc)}")
     if output["task"] == "regression":
-        verdict = _judge_regression(data, expected, actual, tolerance)
+        verdict = _judge_values(data, expected, actual)
     else:
-        verdict = _judge_classification(
-            data, expected, actual, expected_probabilities, actual_probabilities, tolerance
+        verdict = _judge_labels(
+            data, expected, actual, expected_probabilities, actual_probabilities
         )
-    if not verdict.matches:
+    if verdict.data is None:
         return verdict
     # As the service calls it for one checked JSON row: a dict of one-value arrays.
     row = {name: rows[name].to_numpy()[:1] for name in rows.columns}
@@ -198,65 +221,69 @@ def probe_rows(reference: pd.DataFrame, schema: dict, rows: int = PROBE_ROWS) ->
     return pd.DataFrame(columns)
 
 
-def _judge_regression(
-    data: bytes, expected: np.ndarray, actual: np.ndarray, tolerance: float
-) -> Conversion:
-    """Max relative difference, as defined in the module docstring, against `tolerance`."""
+def missing_rows(rows: pd.DataFrame, schema: dict, count: int = 200) -> pd.DataFrame:
+    """For each nullable number, `count` of `rows` with it missing (NaN): the path a model
+    takes for a missing value (HistGradientBoosting's learned side, an imputer) is checked."""
+    nullable = [
+        feature["name"]
+        for feature in schema["features"]
+        if feature["type"] == "number" and feature.get("nullable")
+    ]
+    parts = []
+    for name in nullable:
+        part = rows.head(count).copy()
+        part[name] = np.nan
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else rows.iloc[:0]
+
+
+def value_difference(expected: np.ndarray, actual: np.ndarray) -> float:
+    """The largest `|actual - expected| / max(|expected|, 1)`: relative, absolute near zero."""
+    expected = np.asarray(expected, dtype=np.float64).reshape(np.shape(actual))
+    scale = np.maximum(np.abs(expected), 1.0)
+    return float((np.abs(np.asarray(actual, dtype=np.float64) - expected) / scale).max())
+
+
+def _judge_values(data: bytes, expected: np.ndarray, actual: np.ndarray) -> Conversion:
+    """A regression's verdict: the largest value difference against EXACT_RELATIVE."""
     if not np.isfinite(actual).all():
         return _unusable("predictions differ: the ONNX model returned values that are not finite")
-    expected = expected.astype(np.float64).reshape(actual.shape)
-    magnitude = np.abs(expected)
-    floor = float(magnitude.mean()) or 1.0
-    difference = float((np.abs(actual - expected) / np.maximum(magnitude, floor)).max())
+    difference = value_difference(expected, actual)
     if not np.isfinite(difference):
         return _unusable("not compared: scikit-learn's predictions are not finite")
-    measured = (
-        f"max relative difference {_percent(difference)} on {len(actual)} rows "
-        f"(the reference rows and {PROBE_ROWS} made from them)"
-    )
-    if difference <= tolerance:
-        return Conversion(data, difference, True, f"{measured} (tolerance {_percent(tolerance)})")
-    return Conversion(
-        None,
-        difference,
-        False,
-        f"predictions differ: {measured}, above the tolerance of {_percent(tolerance)}",
-    )
+    return _verdict(data, difference, len(actual), f"largest difference {difference:.3g}")
 
 
-def _judge_classification(
+def _judge_labels(
     data: bytes,
     expected: np.ndarray,
     actual: np.ndarray,
     expected_probabilities: np.ndarray | None,
     actual_probabilities: np.ndarray | None,
-    tolerance: float,
 ) -> Conversion:
-    """Every label equal, then the max absolute probability difference against `tolerance`."""
+    """A classifier's verdict: every label equal, probabilities within EXACT_RELATIVE."""
     differing = int((expected != actual).sum())
+    labels = f"{differing} of {len(expected)} labels differ" if differing else "labels equal"
+    difference = None
+    if expected_probabilities is not None:
+        if not np.isfinite(actual_probabilities).all():
+            return _unusable(
+                "predictions differ: the ONNX model returned probabilities that are not finite"
+            )
+        difference = value_difference(expected_probabilities, actual_probabilities)
+        labels += f", largest probability difference {difference:.3g}"
     if differing:
-        return _unusable(
-            f"predictions differ: {differing} of {len(expected)} labels differ from scikit-learn's"
-        )
-    labels = (
-        f"all {len(expected)} labels equal (the reference rows and {PROBE_ROWS} made from them)"
-    )
-    if expected_probabilities is None:
-        return Conversion(data, None, True, labels)
-    if not np.isfinite(actual_probabilities).all():
-        return _unusable(
-            "predictions differ: the ONNX model returned probabilities that are not finite"
-        )
-    difference = float(np.abs(actual_probabilities - expected_probabilities).max())
-    measured = f"{labels}, max probability difference {difference:.3g}"
-    if difference <= tolerance:
-        return Conversion(data, difference, True, f"{measured} (tolerance {tolerance:.3g})")
-    return Conversion(
-        None,
-        difference,
-        False,
-        f"predictions differ: {measured}, above the tolerance of {tolerance:.3g}",
-    )
+        return Conversion(data, False, difference, len(actual), _cut(f"not exact: {labels}"))
+    return _verdict(data, difference or 0.0, len(actual), labels)
+
+
+def _verdict(data: bytes, difference: float, rows: int, measured: str) -> Conversion:
+    """Exact when `difference` is within EXACT_RELATIVE; approximate (opt-in only) otherwise."""
+    where = f"on {rows} rows (the reference rows and rows made from them)"
+    if difference <= EXACT_RELATIVE:
+        return Conversion(data, True, difference, rows, _cut(f"exact: {measured} {where}"))
+    detail = f"not exact: {measured} {where}, above {EXACT_RELATIVE:g}; serves only if opted in"
+    return Conversion(data, False, difference, rows, _cut(detail))
 
 
 def _to_onnx(estimator, *, schema: dict, output: dict) -> bytes:
@@ -332,7 +359,7 @@ def _install_tree_ensemble_fix() -> None:
 
 def _unusable(detail: str) -> Conversion:
     """A conversion that must not be served, with nothing measured."""
-    return Conversion(None, None, False, _cut(detail))
+    return Conversion(None, False, None, 0, _cut(detail))
 
 
 def _one_line(exc: Exception) -> str:
@@ -342,7 +369,3 @@ def _one_line(exc: Exception) -> str:
 
 def _cut(detail: str) -> str:
     return detail if len(detail) <= DETAIL_LIMIT else detail[: DETAIL_LIMIT - 1] + "…"
-
-
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:.3g}%"

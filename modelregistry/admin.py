@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
-from . import loader, services, storage
+from . import loader, services, serving, storage
 from .errors import ServingError
 from .models import ArtifactFormat, DefaultChange, ModelVersion, RegisteredModel
 
@@ -80,21 +80,30 @@ class ServingOptionsForm(forms.ModelForm):
 
     batching_enabled = _inherit_choice(label="Micro-batching")
     prediction_cache_enabled = _inherit_choice(label="Prediction cache")
-    serves_onnx = forms.BooleanField(
-        label="Serve with ONNX",
+    serves_approximate = forms.BooleanField(
+        label="Serve approximate answers (opt-in)",
         required=False,
-        help_text="Score with the ONNX runtime (only a version whose conversion matched).",
+        help_text="Score with the ONNX model although its answers are not exactly "
+        "scikit-learn's; every answer then says so, in its body and a response header.",
     )
 
     class Meta:
         model = ModelVersion
-        fields = sorted(services.SERVING_OPTIONS)
+        fields = list(serving.SERVING_OPTIONS)
 
-    def clean_serves_onnx(self):
-        wanted = self.cleaned_data["serves_onnx"]
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        version, field = self.instance, self.fields["serves_approximate"]
+        if version.onnx_is_exact:
+            field.help_text = "Not needed: the exact ONNX model serves this version already."
+        elif version.onnx_max_difference is not None:
+            field.help_text += f" Largest measured difference: {version.onnx_max_difference:.3g}."
+
+    def clean_serves_approximate(self):
+        wanted = self.cleaned_data["serves_approximate"]
         if wanted and not self.instance.onnx_artifact:
             raise ValidationError(
-                f"This version has no ONNX model that matches scikit-learn "
+                f"This version has no ONNX model to serve "
                 f"({self.instance.onnx_detail or 'not converted'})."
             )
         return wanted
@@ -200,24 +209,19 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 "notes",
                 "make_default",
             ]
-        return self.readonly_fields + sorted(services.SERVING_OPTIONS)
+        return self.readonly_fields + list(serving.SERVING_OPTIONS)
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return super().get_fieldsets(request, obj)
-        serving = [
-            "serving_path",
-            "onnx_check",
-            "onnx_call",
-            *sorted(services.SERVING_OPTIONS),
-        ]
-        stored = [name for name in self.readonly_fields if name not in serving]
+        shown = ["serving_path", "onnx_check", "onnx_call", *serving.SERVING_OPTIONS]
+        stored = [name for name in self.readonly_fields if name not in shown]
         return [
             ("Version (immutable)", {"fields": stored}),
             (
                 "Serving (may change at any time; reaches every process within "
                 "DEFAULT_VERSION_CACHE_SECONDS for the default version)",
-                {"fields": serving},
+                {"fields": shown},
             ),
         ]
 
@@ -259,9 +263,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Serving path")
     def serving_path(self, obj) -> str:
-        if obj.serving_path == "onnx":
-            return "ONNX runtime"
-        if obj.serves_onnx:
+        path = serving.serving_path(obj)
+        if path == serving.ONNX:
+            return "ONNX runtime (exact)"
+        if path == serving.ONNX_APPROXIMATE:
+            return f"ONNX runtime, APPROXIMATE (opted in; up to {obj.onnx_max_difference:.3g} off)"
+        if obj.onnx_artifact and not settings.ONNX_ENABLED:
             return "scikit-learn (ONNX_ENABLED is false)"
         return "scikit-learn"
 

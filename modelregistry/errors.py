@@ -40,7 +40,7 @@ class VersionNotReady(ServingError):
 
 
 class OnnxUnavailable(ServingError):
-    status_code, code, title = 409, "onnx_unavailable", "No matching ONNX model"
+    status_code, code, title = 409, "onnx_unavailable", "No ONNX model"
 
 
 class TaskMismatch(ServingError):

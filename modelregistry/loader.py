@@ -4,8 +4,8 @@ Two caches live in each process. The *pointer* cache maps a model name to its de
 version for `DEFAULT_VERSION_CACHE_SECONDS`, so a promotion reaches every process within
 that time without any invalidation. The *model* cache is an LRU keyed by version pk: a
 version is immutable, so a loaded estimator never goes stale. A loaded version has its
-scikit-learn estimator and, when the upload converted to ONNX within tolerance, an ONNX runtime
-session; `get_predictor` picks the one the version serves with.
+scikit-learn estimator and, when the upload converted to ONNX, an ONNX runtime session;
+`get_predictor` picks the one the version's `ServingPlan` names.
 """
 
 import json
@@ -26,7 +26,7 @@ from django.conf import settings
 
 from predictions import metrics  # every Prometheus collector lives there
 
-from . import acceleration, schema, storage
+from . import acceleration, schema, serving, storage
 from .errors import (
     ArtifactInvalid,
     ModelNotFound,
@@ -157,7 +157,6 @@ def validate_artifact(
             schema=report["input_schema"],
             output=report["output_info"],
             reference=schema.reference_rows(report["input_schema"], sample),
-            tolerance=settings.ONNX_TOLERANCE,
         )
     return ValidatedArtifact(
         format=format, data=data, serving_data=serving_data, onnx=onnx, **report
@@ -306,10 +305,10 @@ _pointer_lock = threading.Lock()
 
 def get_predictor(version: ModelVersion) -> SklearnPredictor | OnnxWithFallback:
     """What scores a version's rows in this process (from the LRU cache): its ONNX session when
-    the version serves with ONNX (`serving_path`), else scikit-learn. Both take a DataFrame or
-    a dict of column arrays, in schema order."""
+    the version's plan serves ONNX (exact, or approximate by opt-in), else scikit-learn. Both
+    take a DataFrame or a dict of column arrays, in schema order."""
     loaded = model_cache.get(version)
-    if loaded.onnx is not None and version.serving_path == "onnx":
+    if loaded.onnx is not None and serving.plan_for(version).path != serving.SKLEARN:
         return loaded.onnx
     return loaded.sklearn
 

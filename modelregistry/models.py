@@ -72,12 +72,16 @@ class ModelVersion(models.Model):
     input_schema = models.JSONField(help_text="Ordered features: name, type, categories, ...")
     output_info = models.JSONField(help_text="Task, classes, probabilities.")
     single_row_latency_ms = models.FloatField(null=True, blank=True)
-    # ONNX conversion, tried at upload (modelregistry/acceleration.py): the file when it
-    # converted and matched scikit-learn's predictions on the reference rows within
-    # ONNX_TOLERANCE, the measured difference, and a sentence on the outcome.
+    # ONNX conversion, tried at upload and checked against scikit-learn (acceleration.py): the
+    # file when it converted and ran, whether every answer was exact (then it serves by
+    # default, see serving.py), the largest difference on how many rows, the checker's
+    # version (a newer one checks again) and a sentence on the outcome.
     onnx_artifact = models.FileField(max_length=255, blank=True)
     onnx_sha256 = models.CharField(max_length=64, blank=True)
+    onnx_is_exact = models.BooleanField(default=False)
     onnx_max_difference = models.FloatField(null=True, blank=True)
+    onnx_rows_compared = models.PositiveIntegerField(null=True, blank=True)
+    onnx_checker = models.CharField(max_length=20, blank=True)
     onnx_single_row_latency_ms = models.FloatField(null=True, blank=True)
     onnx_detail = models.TextField(blank=True)
     notes = models.TextField(blank=True)
@@ -88,9 +92,9 @@ class ModelVersion(models.Model):
     is_default = models.BooleanField(default=False)
     # Serving settings: they change how the version is served, never what it is, and may
     # change at any time. Empty means the model's setting (then the settings' default).
-    serves_onnx = models.BooleanField(
+    serves_approximate = models.BooleanField(
         default=False,
-        help_text="Score with the ONNX runtime (only a version whose conversion matched).",
+        help_text="Opt in: serve the ONNX model although its answers are not exact.",
     )
     batching_enabled = models.BooleanField(
         null=True, blank=True, help_text="Gather concurrent small requests; empty: the model's."
@@ -129,36 +133,6 @@ class ModelVersion(models.Model):
         if self.format == ArtifactFormat.SKOPS:
             return self.artifact, self.sha256
         return self.serving_artifact, self.serving_sha256
-
-    def serving_setting(self, name: str):
-        """A serving setting (batching, cache): the version's own, else its model's (None when
-        neither sets it: then the Django setting applies)."""
-        value = getattr(self, name)
-        return getattr(self.registered_model, name) if value is None else value
-
-    def serving_switch(self, name: str, *, min_call_ms: float) -> bool:
-        """A serving switch (batching_enabled, prediction_cache_enabled): the version's own when
-        set; else its model's, and then only for a model call that costs at least
-        `min_call_ms` (saving a call cheaper than the mechanism itself would be a loss)."""
-        own = getattr(self, name)
-        if own is not None:
-            return own
-        if not getattr(self.registered_model, name):
-            return False
-        latency_ms = self.call_latency_ms
-        return latency_ms is None or latency_ms >= min_call_ms
-
-    @property
-    def serving_path(self) -> str:
-        """What scores this version's rows: "onnx" or "scikit-learn"."""
-        return "onnx" if self.serves_onnx and settings.ONNX_ENABLED else "scikit-learn"
-
-    @property
-    def call_latency_ms(self) -> float | None:
-        """One single-row model call on the serving path, as measured at upload."""
-        if self.serving_path == "onnx":
-            return self.onnx_single_row_latency_ms
-        return self.single_row_latency_ms
 
     @property
     def feature_names(self) -> list[str]:

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from .models import ArtifactFormat, DefaultChange, ModelVersion, RegisteredModel
+from .serving import SERVING_OPTIONS, plan_for
 
 
 class VersionUploadInput(serializers.Serializer):
@@ -50,22 +51,21 @@ class VersionOutput(serializers.ModelSerializer):
         return bool(version.sample)
 
     def get_serving(self, version) -> dict:
-        """How the version is served: the path, the ONNX check, batching and cache overrides
-        (null: the model's setting)."""
+        """How the version is served: the path and whether it is exact, the ONNX check (rows
+        compared, largest difference from scikit-learn), and the serving options as set on the
+        version (null: the model's setting)."""
+        plan = plan_for(version)
         return {
-            "path": version.serving_path,
-            "call_latency_ms": version.call_latency_ms,
-            "onnx_max_difference": version.onnx_max_difference,
-            "onnx_detail": version.onnx_detail,
-            **{
-                name: getattr(version, name)
-                for name in (
-                    "batching_enabled",
-                    "batch_max_rows",
-                    "batch_max_wait_ms",
-                    "prediction_cache_enabled",
-                )
+            "path": plan.path,
+            "is_exact": plan.is_exact,
+            "call_latency_ms": plan.call_latency_ms,
+            "onnx": {
+                "is_exact": version.onnx_is_exact,
+                "rows_compared": version.onnx_rows_compared,
+                "max_difference": version.onnx_max_difference,
+                "detail": version.onnx_detail,
             },
+            **{name: getattr(version, name) for name in SERVING_OPTIONS},
         }
 
 

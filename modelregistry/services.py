@@ -2,13 +2,12 @@
 
 import logging
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.db.models import Max
 
-from . import acceleration, loader, schema, storage
+from . import acceleration, loader, schema, serving, storage
 from .errors import (
     ArtifactInvalid,
     InvalidModelName,
@@ -23,13 +22,6 @@ from .models import ArtifactFormat, DefaultChange, ModelVersion, RegisteredModel
 logger = logging.getLogger(__name__)
 
 ONNX_NOT_TRIED = "Not tried: ONNX_ENABLED was false at upload."
-SERVING_OPTIONS = {
-    "serves_onnx",
-    "batching_enabled",
-    "batch_max_rows",
-    "batch_max_wait_ms",
-    "prediction_cache_enabled",
-}
 
 
 def _check_name(name: str) -> None:
@@ -44,16 +36,18 @@ def _check_name(name: str) -> None:
 
 
 def _onnx_fields(onnx) -> dict:
-    """The version fields for a conversion outcome (its file written when it matched)."""
+    """The version fields for a conversion outcome (its file written when it is usable)."""
     if onnx is None:
         return {"onnx_detail": ONNX_NOT_TRIED}
     fields = {
         "onnx_detail": onnx.detail,
+        "onnx_is_exact": onnx.is_exact,
         "onnx_max_difference": onnx.max_difference,
+        "onnx_rows_compared": onnx.rows_compared,
         "onnx_single_row_latency_ms": onnx.single_row_latency_ms,
-        "serves_onnx": onnx.matches,
+        "onnx_checker": onnx.checker,
     }
-    if onnx.matches:
+    if onnx.data is not None:
         fields["onnx_artifact"], fields["onnx_sha256"] = storage.save_content(
             onnx.data, folder="artifacts", extension="onnx"
         )
@@ -157,9 +151,9 @@ def _create_version(*, model_name, task, description, fields, validated, notes, 
 
 
 def convert_to_onnx(*, version: ModelVersion) -> ModelVersion:
-    """Try the ONNX conversion for a stored version (one uploaded before it existed, or again
-    with another ONNX_TOLERANCE), on its sample or rows made from its schema. The version
-    serves with ONNX afterwards exactly when the conversion matched."""
+    """Convert and check a stored version again (one checked by an older checker, or never),
+    on its sample or rows made from its schema. Afterwards ONNX serves by default exactly when
+    the check found it exact; an inexact one keeps serving only where it was opted in."""
     estimator = loader.load_skops(loader.read_verified(version))
     sample = storage.read_content(version.sample.name) if version.sample else None
     conversion = acceleration.convert(
@@ -167,10 +161,9 @@ def convert_to_onnx(*, version: ModelVersion) -> ModelVersion:
         schema=version.input_schema,
         output=version.output_info,
         reference=schema.reference_rows(version.input_schema, sample),
-        tolerance=settings.ONNX_TOLERANCE,
     )
     fields = {"onnx_artifact": "", "onnx_sha256": "", "onnx_max_difference": None}
-    fields["onnx_single_row_latency_ms"] = None
+    fields |= {"onnx_single_row_latency_ms": None, "onnx_rows_compared": None}
     fields |= _onnx_fields(conversion)
     previous = version.onnx_artifact.name
     ModelVersion.objects.filter(pk=version.pk).update(**fields)
@@ -182,18 +175,19 @@ def convert_to_onnx(*, version: ModelVersion) -> ModelVersion:
 
 
 def set_serving_options(*, version: ModelVersion, **options) -> ModelVersion:
-    """Change how a version is served (ONNX, batching, cache): never what it is. ONNX can only
-    be switched on for a version whose conversion matched at upload."""
-    unknown = options.keys() - SERVING_OPTIONS
+    """Change how a version is served (approximate opt-in, batching, cache): never what it
+    is. The approximate path can only be opted in to where an ONNX model exists."""
+    unknown = options.keys() - set(serving.SERVING_OPTIONS)
     if unknown:
         raise TypeError(f"not serving options: {', '.join(sorted(unknown))}")
-    if options.get("serves_onnx") and not version.onnx_artifact:
+    if options.get("serves_approximate") and not version.onnx_artifact:
         raise OnnxUnavailable(
-            f"{version} has no ONNX model that matches scikit-learn: {version.onnx_detail}"
+            f"{version} has no ONNX model to serve: {version.onnx_detail or 'not converted'}"
         )
     for name, value in options.items():
         setattr(version, name, value)
     version.save(update_fields=sorted(options))
+    serving.forget_plan(version)
     logger.info("%s: serving options %s", version, options)
     return version
 

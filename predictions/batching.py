@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 
+from modelregistry import serving
+
 from . import metrics
 
 IDLE_EXIT_SECONDS = 60  # a batcher thread with nothing to do for this long ends (and restarts)
@@ -132,22 +134,12 @@ _batchers_lock = threading.Lock()
 _owner_pid = os.getpid()
 
 
-def _limits(version) -> tuple[int, float]:
-    """(max rows, max wait in seconds) for a version: its own, its model's, or the settings'."""
-    max_rows = version.serving_setting("batch_max_rows") or settings.BATCH_MAX_ROWS
-    max_wait_ms = version.serving_setting("batch_max_wait_ms")
-    if max_wait_ms is None:
-        max_wait_ms = settings.BATCH_MAX_WAIT_MS
-    return max_rows, max_wait_ms / 1000
-
-
 def is_enabled(version, rows: int) -> bool:
-    """Whether a call of `rows` rows for this version goes through a batcher (BATCH_ENABLED, the
-    row limit, then the version's or its model's switch: an ONNX model scores a row in
-    microseconds, less than the hand-over, see BATCH_MIN_CALL_MS)."""
-    if not settings.BATCH_ENABLED or not 0 < rows <= _limits(version)[0]:
-        return False
-    return version.serving_switch("batching_enabled", min_call_ms=settings.BATCH_MIN_CALL_MS)
+    """Whether a call of `rows` rows for this version goes through a batcher: the version's
+    plan (BATCH_ENABLED, its or its model's switch; an ONNX model scores a row in microseconds,
+    less than the hand-over, see BATCH_MIN_CALL_MS) and its row limit."""
+    plan = serving.plan_for(version)
+    return plan.batching_enabled and 0 < rows <= plan.batch_max_rows
 
 
 def call(version, predictor, method: str, features, rows: int):
@@ -164,5 +156,10 @@ def call(version, predictor, method: str, features, rows: int):
             batcher = _batchers[key] = Batcher(predictor, method, labels=labels)
             while len(_batchers) > 4 * settings.MODEL_CACHE_SIZE:
                 _batchers.pop(next(iter(_batchers)))  # the oldest; its thread ends when idle
-    max_rows, max_wait_seconds = _limits(version)
-    return batcher.run(features, rows, max_rows=max_rows, max_wait_seconds=max_wait_seconds)
+    plan = serving.plan_for(version)
+    return batcher.run(
+        features,
+        rows,
+        max_rows=plan.batch_max_rows,
+        max_wait_seconds=plan.batch_max_wait_seconds,
+    )

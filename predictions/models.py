@@ -53,6 +53,9 @@ class PredictionJob(models.Model):
     chunks_done = models.PositiveIntegerField(default=0)
     failure_reason = models.TextField(blank=True)
     has_results = models.BooleanField(default=False)
+    approximate_path = models.CharField(
+        max_length=30, blank=True, help_text="Set when a chunk was scored by an inexact path."
+    )
     plan = models.JSONField(default=dict, blank=True, help_text="Chunk byte or row ranges.")
     request_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

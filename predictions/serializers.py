@@ -16,6 +16,8 @@ from .services import Prediction
 def prediction_body(result: Prediction, parsed: ParsedInput, request_id: str | None) -> dict:
     """The answer to a predict request: one value for the single-row forms, a list otherwise."""
     body = {"model": result.version.registered_model.name, "version": result.version.number}
+    if not result.plan.is_exact:
+        body["approximate"] = result.plan.approximate_note
     if parsed.form == SINGLE:
         body["prediction"] = result.predictions[0]
         if result.probabilities is not None:
@@ -51,9 +53,21 @@ class RowErrorOutput(serializers.Serializer):
     message = serializers.CharField()
 
 
+class ApproximateOutput(serializers.Serializer):
+    path = serializers.CharField(help_text="The inexact path, e.g. onnx-approximate.")
+    max_difference = serializers.FloatField(
+        allow_null=True, help_text="Largest |answer - scikit-learn| / max(|scikit-learn|, 1)."
+    )
+
+
 class PredictOutput(serializers.Serializer):
     model = serializers.CharField()
     version = serializers.IntegerField(help_text="The version that scored every row.")
+    approximate = ApproximateOutput(
+        required=False,
+        help_text="Only on answers from an inexact path the version opted in to (never by "
+        "default): the path and its largest measured difference from scikit-learn.",
+    )
     prediction = serializers.JSONField(
         required=False, help_text="Single-row forms: the prediction (null when the row failed)."
     )
@@ -82,6 +96,7 @@ class JobOutput(serializers.ModelSerializer):
     version = serializers.IntegerField(source="version.number")
     progress = serializers.FloatField()
     owner = serializers.CharField(source="owner.username", default=None)
+    approximate = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
 
@@ -102,6 +117,7 @@ class JobOutput(serializers.ModelSerializer):
             "input_bytes",
             "id_column",
             "failure_reason",
+            "approximate",
             "owner",
             "request_id",
             "created_at",
@@ -109,6 +125,10 @@ class JobOutput(serializers.ModelSerializer):
             "finished_at",
             "links",
         ]
+
+    def get_approximate(self, job: PredictionJob) -> dict | None:
+        """The inexact path that scored some of the job's rows (opted in), or null: exact."""
+        return {"path": job.approximate_path} if job.approximate_path else None
 
     def _url(self, name: str, job: PredictionJob) -> str:
         return reverse(name, args=[job.id])

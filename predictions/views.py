@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from modelregistry.models import RegisteredModel
+from modelregistry.serving import APPROXIMATE_HEADER
 
 from . import jobfiles, metrics, monitoring, readiness, services, uploads
 from .errors import (
@@ -81,7 +82,8 @@ class PredictView(PredictionView):
         note_request(request, rows=result.rows, rows_failed=result.rows_failed)
         body = prediction_body(result, parsed, request.request_id)
         if result.rows_failed < result.rows:
-            return Response(body)
+            header = result.plan.approximate_header
+            return Response(body, headers={APPROXIMATE_HEADER: header} if header else None)
         return Response(
             _all_rows_failed(body, request), status=422, content_type=PROBLEM_CONTENT_TYPE
         )

@@ -249,12 +249,10 @@ PREDICTION_CACHE_SECONDS = env_int("PREDICTION_CACHE_SECONDS", 300, minimum=1)
 # cheaper than this: a Redis round trip would cost more than the call it saves.
 PREDICTION_CACHE_MIN_CALL_MS = env_float("PREDICTION_CACHE_MIN_CALL_MS", 1.0)
 DEFAULT_VERSION_CACHE_SECONDS = env_int("DEFAULT_VERSION_CACHE_SECONDS", 1)
-# ONNX (modelregistry/acceleration.py): each upload is converted and checked against
-# scikit-learn on the reference rows; a version whose largest difference is within
-# ONNX_TOLERANCE (relative for regression, absolute on probabilities, labels all equal) is served
-# by the ONNX runtime. false serves every version with scikit-learn.
+# ONNX (modelregistry/acceleration.py, serving.py): each upload is converted and checked against
+# scikit-learn; the ONNX model serves by default only when every answer was exact (1e-9), an
+# inexact one only where a version opts in. false serves every version with scikit-learn.
 ONNX_ENABLED = env_bool("ONNX_ENABLED", True)
-ONNX_TOLERANCE = env_float("ONNX_TOLERANCE", 0.01)
 MODELPORT_ALLOW_PICKLE = env_bool("MODELPORT_ALLOW_PICKLE", False)
 MODELPORT_TRUSTED_TYPES = env_list("MODELPORT_TRUSTED_TYPES", "")
 PICKLE_VALIDATION_TIMEOUT_SECONDS = env_int("PICKLE_VALIDATION_TIMEOUT_SECONDS", 120, minimum=1)

@@ -241,10 +241,13 @@ def score_chunk(job_id, index: int) -> None:
     with jobfiles.written_atomically(jobfiles.part_path(job.id, index)) as temporary:
         pq.write_table(pa.table(columns), temporary)
     jobfiles.write_errors_csv(jobfiles.part_errors_path(job.id, index), result.errors)
+    # An answer from an inexact path says so: the job keeps the path of any such chunk.
+    approximate = {} if result.plan.is_exact else {"approximate_path": result.plan.path}
     PredictionJob.objects.filter(pk=job.pk).update(
         rows_done=F("rows_done") + result.rows,
         rows_failed=F("rows_failed") + result.rows_failed,
         chunks_done=F("chunks_done") + 1,
+        **approximate,
     )
 
 

@@ -15,6 +15,8 @@ import orjson
 from django.conf import settings
 from django.core.cache import caches
 
+from modelregistry import serving
+
 from .. import metrics
 
 logger = logging.getLogger(__name__)
@@ -22,21 +24,17 @@ CACHE_ALIAS = "predictions"
 
 
 def is_enabled(version) -> bool:
-    """PREDICTION_CACHE_ENABLED, then the version's or its model's switch (a Redis round trip
-    costs more than an ONNX call, see PREDICTION_CACHE_MIN_CALL_MS)."""
-    if not settings.PREDICTION_CACHE_ENABLED:
-        return False
-    return version.serving_switch(
-        "prediction_cache_enabled", min_call_ms=settings.PREDICTION_CACHE_MIN_CALL_MS
-    )
+    """The version's plan: PREDICTION_CACHE_ENABLED, then its or its model's switch (a Redis
+    round trip costs more than an ONNX call, see PREDICTION_CACHE_MIN_CALL_MS)."""
+    return serving.plan_for(version).prediction_cache_enabled
 
 
 def _key(version, features, with_probabilities: bool) -> str:
-    """Version id, artifact hash, serving path (ONNX outputs differ slightly), the options and
+    """Version id, artifact hash, serving path (approximate outputs differ), the options and
     the hash of the row's values in schema order (`features` is a DataFrame or a dict)."""
     row = [np.asarray(features[name])[:1].tolist() for name in features]
     digest = hashlib.sha256(orjson.dumps(row, default=str)).hexdigest()
-    path, probabilities = version.serving_path, int(with_probabilities)
+    path, probabilities = serving.plan_for(version).path, int(with_probabilities)
     return f"prediction:{version.pk}:{version.sha256[:16]}:{path}:{probabilities}:{digest}"
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from modelregistry import loader
+from modelregistry import loader, serving
 from modelregistry.errors import ModelUnavailable
 from modelregistry.models import ModelVersion, VersionStatus
+from modelregistry.serving import ServingPlan
 
 from .. import batching, metrics, validation
 from ..errors import EmptyInput, InvalidInput
@@ -29,6 +30,7 @@ class Prediction:
     errors: list[dict]
     ignored_fields: list[str]
     rows: int
+    plan: ServingPlan  # how the rows were scored: the path, and whether it is exact
 
     @property
     def rows_failed(self) -> int:
@@ -138,6 +140,7 @@ def score_rows(
             f"{version} is a {output['task']} model without probabilities; "
             "drop 'return_probabilities'."
         )
+    plan = serving.plan_for(version)
     predictor = loader.get_predictor(version)
     checked = _check(version, parsed)
     predictions, table = [], []
@@ -168,4 +171,5 @@ def score_rows(
         errors=checked.errors,
         ignored_fields=checked.ignored_fields,
         rows=checked.rows,
+        plan=plan,
     )

@@ -268,7 +268,7 @@ def assert_problem(response, status: int, code: str) -> dict:
 
 def _same(got, expected) -> bool:
     if isinstance(expected, float):
-        return got == pytest.approx(expected)
+        return got == pytest.approx(expected, rel=1e-9, abs=1e-9)
     return got == expected
 
 
@@ -762,7 +762,7 @@ def test_odd_but_valid_input_is_scored_and_not_echoed(case, request, api_client)
     assert response.status_code == 200, response.content[:600]
     body = response.json()
     assert body["errors"] == [] and body["rows_failed"] == 0
-    assert body["predictions"] == pytest.approx(target.expected())
+    assert body["predictions"] == pytest.approx(target.expected(), rel=1e-9, abs=1e-9)
     assert body["ignored_fields"] == case.ignored
     assert_no_echo(response)
     assert_still_serves(api_client, target)

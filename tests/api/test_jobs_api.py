@@ -72,7 +72,7 @@ def test_csv_job_in_chunks_equals_the_models_predict(
     assert result["row"].tolist() == list(range(len(rows)))
     assert result["id"].tolist() == rows["ref"].tolist()
     expected = house_model.predict(rows.drop(columns="ref"))
-    assert result["prediction"].to_numpy() == pytest.approx(expected)
+    assert result["prediction"].to_numpy() == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert not (jobfiles.job_dir(job["id"]) / "parts").exists()
 
 
@@ -152,7 +152,9 @@ def test_raw_json_lines_and_parquet_bodies(
     job = api_client.get(response["Location"]).json()
     assert job["status"] == "succeeded", job
     result = pq.read_table(jobfiles.result_path(job["id"])).to_pandas()
-    assert result["prediction"].to_numpy() == pytest.approx(house_model.predict(features))
+    assert result["prediction"].to_numpy() == pytest.approx(
+        house_model.predict(features), rel=1e-9, abs=1e-9
+    )
 
 
 def test_predict_over_the_sync_bounds_becomes_a_job(

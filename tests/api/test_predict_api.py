@@ -51,7 +51,7 @@ def test_single_bare_object_returns_one_prediction(registered_version, api_clien
     response = post(api_client, rows.iloc[0].to_dict())
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["prediction"] == pytest.approx(expected[0])
+    assert body["prediction"] == pytest.approx(expected[0], rel=1e-9, abs=1e-9)
     assert body["model"] == "house-prices" and body["version"] == 1
     assert body["errors"] == [] and body["rows"] == 1 and body["rows_failed"] == 0
     assert body["request_id"] == response["X-Request-ID"]
@@ -75,14 +75,14 @@ def test_every_json_batch_form_equals_the_models_own_predict(
 ):
     response = post(api_client, make_body(rows))
     assert response.status_code == 200, response.content
-    assert response.json()[key] == pytest.approx(expected)
+    assert response.json()[key] == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert response.json()["rows"] == len(rows)
 
 
 def test_inputs_object_is_a_single_row(registered_version, api_client, rows, expected):
     response = post(api_client, {"inputs": rows.iloc[3].to_dict()})
     assert response.status_code == 200
-    assert response.json()["prediction"] == pytest.approx(expected[3])
+    assert response.json()["prediction"] == pytest.approx(expected[3], rel=1e-9, abs=1e-9)
 
 
 def test_columns_in_any_order_and_extra_fields_are_listed_once(
@@ -91,28 +91,28 @@ def test_columns_in_any_order_and_extra_fields_are_listed_once(
     shuffled = rows[list(reversed(rows.columns))].assign(comment="x", id=range(len(rows)))
     response = post(api_client, shuffled.to_dict("records"))
     body = response.json()
-    assert body["predictions"] == pytest.approx(expected)
+    assert body["predictions"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert sorted(body["ignored_fields"]) == ["comment", "id"]
 
 
 def test_csv_body_equals_the_models_own_predict(registered_version, api_client, rows, expected):
     response = post(api_client, rows.to_csv(index=False).encode(), "text/csv")
     assert response.status_code == 200, response.content
-    assert response.json()["predictions"] == pytest.approx(expected)
+    assert response.json()["predictions"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 def test_semicolon_csv_with_bom_is_read(registered_version, api_client, rows, expected):
     data = "\ufeff".encode() + rows.to_csv(index=False, sep=";").encode()
     response = post(api_client, data, "text/csv; charset=utf-8")
     assert response.status_code == 200, response.content
-    assert response.json()["predictions"] == pytest.approx(expected)
+    assert response.json()["predictions"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 def test_latin1_csv_is_read_with_its_charset(registered_version, api_client, rows, expected):
     data = rows.assign(note="café").to_csv(index=False).encode("latin-1")
     response = post(api_client, data, "text/csv; charset=latin-1")
     assert response.status_code == 200, response.content
-    assert response.json()["predictions"] == pytest.approx(expected)
+    assert response.json()["predictions"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 def test_parquet_body_equals_the_models_own_predict(registered_version, api_client, rows, expected):
@@ -120,7 +120,7 @@ def test_parquet_body_equals_the_models_own_predict(registered_version, api_clie
     rows.to_parquet(buffer)
     response = post(api_client, buffer.getvalue(), "application/vnd.apache.parquet")
     assert response.status_code == 200, response.content
-    assert response.json()["predictions"] == pytest.approx(expected)
+    assert response.json()["predictions"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 @pytest.mark.parametrize("filename", ["rows.csv", "rows.json", "rows.jsonl", "rows.parquet"])
@@ -138,7 +138,7 @@ def test_multipart_file_in_each_format(registered_version, api_client, rows, exp
     upload = SimpleUploadedFile(filename, data, content_type="application/octet-stream")
     response = api_client.post(URL, {"file": upload}, format="multipart")
     assert response.status_code == 200, response.content
-    assert response.json()["predictions"] == pytest.approx(expected)
+    assert response.json()["predictions"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 def test_bad_rows_fail_alone_and_good_rows_are_scored(
@@ -166,7 +166,7 @@ def test_bad_rows_fail_alone_and_good_rows_are_scored(
         if i in bad:
             assert value is None
         else:
-            assert value == pytest.approx(expected[i])
+            assert value == pytest.approx(expected[i], rel=1e-9, abs=1e-9)
 
 
 def test_nan_infinity_and_overflow_fail_their_rows(registered_version, api_client, rows):
@@ -215,7 +215,7 @@ def test_classifier_labels_and_probabilities(iris, api_client):
     expected = model.predict_proba(frame)
     classes = [str(c) for c in model.classes_]
     got = np.array([[row[c] for c in classes] for row in body["probabilities"]])
-    assert np.allclose(got, expected)
+    assert np.allclose(got, expected, rtol=1e-9, atol=1e-9)
     single = post(api_client, frame.iloc[0].to_dict(), url=url + "?probabilities=true").json()
     assert set(single["probabilities"]) == set(classes)
 
@@ -230,7 +230,7 @@ def test_pinned_version_scores_with_that_version(registered_version, api_client,
     url = "/api/v1/models/house-prices/versions/1/predict"
     response = post(api_client, rows.iloc[0].to_dict(), url=url)
     assert response.json()["version"] == 1
-    assert response.json()["prediction"] == pytest.approx(expected[0])
+    assert response.json()["prediction"] == pytest.approx(expected[0], rel=1e-9, abs=1e-9)
 
 
 def test_token_is_required_unless_predictions_are_public(registered_version, rows, settings):
@@ -305,6 +305,6 @@ def test_a_model_with_batching_switched_off_is_scored_without_the_batcher(
     response = api_client.post(URL, row, format="json")
     assert response.status_code == 200
     assert response.json()["prediction"] == pytest.approx(
-        house_model.predict(house_rows.head(1))[0]
+        house_model.predict(house_rows.head(1))[0], rel=1e-9, abs=1e-9
     )
     assert gathered() == before + 1

@@ -122,12 +122,17 @@ def test_redis_away_is_a_counted_error_not_a_failed_request(
 
 
 def test_a_call_cheaper_than_a_redis_round_trip_is_not_cached(registered_version, settings):
+    from modelregistry import serving
     from predictions.services import prediction_cache
 
+    def with_fields(**fields):
+        serving.forget_plan(registered_version)  # as a version row read again
+        for name, value in fields.items():
+            setattr(registered_version, name, value)
+        return registered_version
+
     settings.PREDICTION_CACHE_MIN_CALL_MS = 1.0
-    registered_version.single_row_latency_ms = 5.0
-    assert prediction_cache.is_enabled(registered_version)
-    registered_version.single_row_latency_ms = 0.3
-    assert not prediction_cache.is_enabled(registered_version)
-    registered_version.prediction_cache_enabled = True  # the version's own switch wins
-    assert prediction_cache.is_enabled(registered_version)
+    assert prediction_cache.is_enabled(with_fields(single_row_latency_ms=5.0))
+    assert not prediction_cache.is_enabled(with_fields(single_row_latency_ms=0.3))
+    # The version's own switch wins.
+    assert prediction_cache.is_enabled(with_fields(prediction_cache_enabled=True))

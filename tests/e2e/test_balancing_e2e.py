@@ -174,7 +174,9 @@ def _judge(started: float, response, expected) -> Outcome:
         )
     version = body["version"]
     predictions = body.get("predictions", [body.get("prediction")])
-    right = version in expected and np.allclose(predictions, expected[version])
+    right = version in expected and np.allclose(
+        predictions, expected[version], rtol=1e-9, atol=1e-9
+    )
     return Outcome(started, finished, 200, "", upstream, version, bool(right))
 
 

@@ -59,7 +59,7 @@ def test_job_through_nginx_is_scored_by_the_worker(e2e_stack, client_headers, ho
         "GET", job["links"]["results"] + "?page_size=2000", headers=client_headers
     )
     predictions = [item["prediction"] for item in page.json()["results"]]
-    assert predictions == pytest.approx(house_model.predict(rows).tolist())
+    assert predictions == pytest.approx(house_model.predict(rows).tolist(), rel=1e-9, abs=1e-9)
     download = e2e_stack.request("GET", job["links"]["download_csv"], headers=client_headers)
     assert download.status == 200 and download.body.count(b"\n") == 2001
 

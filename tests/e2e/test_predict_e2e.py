@@ -45,7 +45,7 @@ def test_json_csv_and_parquet_through_nginx_equal_the_models_predict(
     for body, content_type in bodies:
         response = post(e2e_stack, body, served, content_type)
         assert response.status == 200, response.body[:500]
-        assert response.json()["predictions"] == pytest.approx(expected)
+        assert response.json()["predictions"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
         assert response.json()["version"] == 1
 
 
@@ -107,19 +107,23 @@ def test_nginx_compresses_json_answers_for_clients_that_accept_gzip(
     assert len(packed.body) < len(plain.body)
 
 
-def test_an_onnx_version_is_served_by_onnx_on_both_instances_and_switched_back(
+def test_only_an_opted_in_version_serves_approximate_answers_and_each_says_so(
     e2e_stack, model_name, house_artifact, house_sample, house_rows, django_user_model, settings
 ):
-    """Uploaded with ONNX on (the instances have it on, as in production): both instances score
-    with onnxruntime; the admin's switch sends them back to scikit-learn without a restart."""
-    from modelregistry import loader
+    """Uploaded with ONNX on (the instances have it on, as in production): the float32
+    conversion is not exact, so both instances answer with scikit-learn; opted in, both answer
+    with onnxruntime and say so in the body and a header; opted out, exact again, all without a
+    restart."""
+    import numpy as np
+
+    from modelregistry import loader, serving
 
     settings.ONNX_ENABLED = True
     version = registry_services.register_version(
         model_name=model_name, artifact=house_artifact, filename="house.skops", sample=house_sample
     )
     registry_services.set_default_version(version=version)
-    assert version.serves_onnx
+    assert version.onnx_artifact and not version.onnx_is_exact
     user = django_user_model.objects.create_user("e2e-onnx", password="x", is_staff=True)
     headers = {
         "Authorization": f"Token {Token.objects.create(user=user).key}",
@@ -129,19 +133,33 @@ def test_an_onnx_version_is_served_by_onnx_on_both_instances_and_switched_back(
     onnx = loaded.onnx.predict(house_rows).tolist()
     sklearn = loaded.sklearn.predict(house_rows).tolist()
     rows = house_rows.to_dict("records")
-    for base_url in e2e_stack.instance_urls:
-        single = post(e2e_stack, {"inputs": rows[0]}, headers, base_url=base_url).json()
-        batch = post(e2e_stack, {"inputs": rows}, headers, base_url=base_url).json()
-        assert single["prediction"] == onnx[0]  # exactly the ONNX model's output
-        assert batch["predictions"] == onnx
-    assert batch["predictions"] == pytest.approx(sklearn, rel=0.02)
 
-    registry_services.set_serving_options(version=version, serves_onnx=False)
+    def answers(base_url):
+        batch = post(e2e_stack, {"inputs": rows}, headers, base_url=base_url)
+        return batch, batch.json()["predictions"]
+
+    for base_url in e2e_stack.instance_urls:
+        batch, predictions = answers(base_url)
+        assert serving.APPROXIMATE_HEADER not in batch.headers
+        np.testing.assert_allclose(predictions, sklearn, rtol=1e-9, atol=1e-9)
+
+    registry_services.set_serving_options(version=version, serves_approximate=True)
     deadline = time.monotonic() + SWAP_DEADLINE_SECONDS
     for base_url in e2e_stack.instance_urls:
-        while (
-            post(e2e_stack, {"inputs": rows}, headers, base_url=base_url).json()["predictions"]
-            != sklearn
-        ):
-            assert time.monotonic() < deadline, f"{base_url} still serves ONNX"
+        while answers(base_url)[1] != onnx:
+            assert time.monotonic() < deadline, f"{base_url} does not serve the opt-in"
             time.sleep(0.1)
+        batch, _ = answers(base_url)
+        single = post(e2e_stack, {"inputs": rows[0]}, headers, base_url=base_url)
+        for answer in (batch, single):
+            assert answer.headers[serving.APPROXIMATE_HEADER].startswith("onnx-approximate;")
+            assert answer.json()["approximate"]["path"] == "onnx-approximate"
+        assert single.json()["prediction"] == onnx[0]
+
+    registry_services.set_serving_options(version=version, serves_approximate=False)
+    deadline = time.monotonic() + SWAP_DEADLINE_SECONDS
+    for base_url in e2e_stack.instance_urls:
+        while serving.APPROXIMATE_HEADER in answers(base_url)[0].headers:
+            assert time.monotonic() < deadline, f"{base_url} still serves approximate answers"
+            time.sleep(0.1)
+        np.testing.assert_allclose(answers(base_url)[1], sklearn, rtol=1e-9, atol=1e-9)

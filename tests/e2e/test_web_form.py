@@ -93,7 +93,7 @@ def test_dropped_small_csv_shows_the_models_predictions_on_the_page(
     cells = page.locator("#predictions tbody td:nth-child(2)")
     expect(cells).to_have_count(20)
     shown = [float(text) for text in cells.all_inner_texts()]
-    assert shown == pytest.approx(house_model.predict(rows).tolist())
+    assert shown == pytest.approx(house_model.predict(rows).tolist(), rel=1e-9, abs=1e-9)
     rows_shown = page.locator("#predictions tbody td:nth-child(1)").all_inner_texts()
     assert rows_shown == [str(row) for row in range(20)]
     expect(page.locator("#message")).to_be_hidden()
@@ -130,7 +130,9 @@ def test_background_job_card_follows_the_job_and_downloads_its_predictions(
     expected = house_model.predict(rows).tolist()
     del expected[3]
     del records[3]
-    assert [float(record["prediction"]) for record in records] == pytest.approx(expected)
+    assert [float(record["prediction"]) for record in records] == pytest.approx(
+        expected, rel=1e-9, abs=1e-9
+    )
 
 
 def test_parquet_over_the_row_bound_becomes_a_job_card_without_the_checkbox(

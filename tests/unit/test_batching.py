@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from modelregistry import demo
+from modelregistry import demo, serving
 from modelregistry.loader import SklearnPredictor
 from modelregistry.models import ModelVersion, RegisteredModel
 from predictions import batching
@@ -149,7 +149,7 @@ def test_batching_is_off_for_big_calls_and_when_switched_off(settings):
     assert batching.is_enabled(fake_version(pk=402, batch_max_rows=100), 100)  # the model's own
     assert not batching.is_enabled(fake_version(pk=403, batching_enabled=False), 1)
     settings.BATCH_ENABLED = False
-    assert not batching.is_enabled(version, 1)
+    assert not batching.is_enabled(fake_version(pk=404), 1)
 
 
 def test_a_version_overrides_its_models_batching_settings(settings):
@@ -161,9 +161,10 @@ def test_a_version_overrides_its_models_batching_settings(settings):
     # Limits: the version's own, else the model's, else the settings'.
     both = fake_version(pk=503, batch_max_rows=100, own={"batch_max_rows": 8})
     assert batching.is_enabled(both, 8) and not batching.is_enabled(both, 9)
-    assert batching._limits(fake_version(pk=504, batch_max_wait_ms=7)) == (64, 0.007)
+    model_wait = serving.plan_for(fake_version(pk=504, batch_max_wait_ms=7))
+    assert (model_wait.batch_max_rows, model_wait.batch_max_wait_seconds) == (64, 0.007)
     own_wait = fake_version(pk=505, batch_max_wait_ms=7, own={"batch_max_wait_ms": 0})
-    assert batching._limits(own_wait) == (64, 0.0)
+    assert serving.plan_for(own_wait).batch_max_wait_seconds == 0.0
 
 
 def test_gathered_callers_with_plain_columns_get_their_own_rows(house_model, rows, settings):
@@ -194,7 +195,12 @@ def test_a_call_cheaper_than_batch_min_call_ms_is_not_batched(settings):
     cheap = fake_version(pk=702, own={"single_row_latency_ms": 0.2})
     assert batching.is_enabled(slow, 1) and not batching.is_enabled(cheap, 1)
     # The serving path's latency counts: an ONNX call takes microseconds.
-    onnx = {"single_row_latency_ms": 4.0, "serves_onnx": True, "onnx_single_row_latency_ms": 0.02}
+    onnx = {
+        "single_row_latency_ms": 4.0,
+        "onnx_artifact": "artifacts/exact.onnx",
+        "onnx_is_exact": True,
+        "onnx_single_row_latency_ms": 0.02,
+    }
     assert not batching.is_enabled(fake_version(pk=703, own=onnx), 1)
     settings.ONNX_ENABLED = False  # then scikit-learn serves it, and its call is slow
     assert batching.is_enabled(fake_version(pk=704, own=onnx), 1)

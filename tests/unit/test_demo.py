@@ -33,7 +33,7 @@ def test_setup_demo_registers_and_promotes_both_models_once(capsys):
     rows = demo.house_prices_data(rows=5, seed=3).drop(columns="price")
     served = loader.get_predictor(loader.resolve_version("house-prices"))
     direct = demo.train_house_prices().predict(rows)
-    np.testing.assert_allclose(served.predict(rows), direct)
+    np.testing.assert_allclose(served.predict(rows), direct, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.django_db

@@ -1,6 +1,5 @@
 """Train, register and promote the demo models (idempotent: a second run changes nothing)."""
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from modelregistry import demo, services
@@ -14,9 +13,6 @@ class Command(BaseCommand):
         for name, spec in demo.DEMOS.items():
             existing = ModelVersion.objects.filter(registered_model__name=name).first()
             if existing is not None:
-                if settings.ONNX_ENABLED and existing.onnx_detail in ("", services.ONNX_NOT_TRIED):
-                    existing = services.convert_to_onnx(version=existing)
-                    self.stdout.write(f"demo model {name}: ONNX check: {existing.onnx_detail}")
                 self.stdout.write(f"demo model {name}: already registered")
                 continue
             self.stdout.write(f"demo model {name}: training ...")
