@@ -247,6 +247,7 @@ def start_stack(stack: Stack, settings, env: dict, *, own_redis: bool = False) -
             max_body_bytes=settings.MAX_UPLOAD_BYTES,
             metrics_allowed_networks=settings.METRICS_ALLOWED_NETWORKS,
             web_timeout_seconds=settings.WEB_TIMEOUT_SECONDS,
+            upstream_header=True,  # the tests and figures tell the instances apart by it
         )
     )
     nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")

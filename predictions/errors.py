@@ -2,7 +2,13 @@
 
 import logging
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError,
+)
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -118,6 +124,11 @@ def _describe(exc) -> tuple[int, str, str, str, list, dict]:
         return 404, "not_found", "Not found", "Not found.", [], {}
     if isinstance(exc, PermissionDenied):
         return 403, "permission_denied", "Permission denied", "Permission denied.", [], {}
+    if isinstance(exc, (TooManyFilesSent, TooManyFieldsSent)):
+        what = "files" if isinstance(exc, TooManyFilesSent) else "fields"
+        limit = getattr(settings, f"DATA_UPLOAD_MAX_NUMBER_{what.upper()}")
+        detail = f"The multipart body has more than {limit} {what}; send one file in 'file'."
+        return 400, "malformed_request", "Malformed request", detail, [], {}
     if isinstance(exc, ValidationError):
         messages = [{"field": None, "code": "invalid", "message": m} for m in exc.messages]
         return 400, "invalid_input", "Invalid input", "; ".join(exc.messages), messages, {}

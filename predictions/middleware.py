@@ -3,6 +3,7 @@ HTTP metrics of every request, and one RequestLog row per API request (written i
 
 import atexit
 import contextvars
+import ipaddress
 import logging
 import os
 import re
@@ -13,6 +14,7 @@ import uuid
 import orjson
 from django.conf import settings
 from django.utils import timezone
+from rest_framework.throttling import BaseThrottle
 
 from . import metrics
 
@@ -117,9 +119,19 @@ def _log_row(request, response, latency_ms: float):
         error_code=_error_code(response),
         latency_ms=round(latency_ms, 3),
         client=(user.get_username() if user is not None and user.is_authenticated else "")[:150],
-        remote_addr=request.META.get("REMOTE_ADDR") or None,
+        remote_addr=client_address(request),
         job_id=fields.get("job_id"),
     )
+
+
+def client_address(request) -> str | None:
+    """The client's address as the throttle sees it (DRF's NUM_PROXIES rule, see settings), or
+    REMOTE_ADDR when that is not an address."""
+    ident = BaseThrottle().get_ident(request)
+    try:
+        return str(ipaddress.ip_address(ident))
+    except ValueError:
+        return request.META.get("REMOTE_ADDR") or None
 
 
 class RequestLogWriter:

@@ -129,13 +129,15 @@ def _load_json_strictly(body: bytes):
     become floats (each then fails its row as not finite); absurdly long numbers refused."""
     try:
         text = body.decode("utf-8-sig")
-        return json.loads(
+        data = json.loads(
             text,
             object_pairs_hook=_reject_duplicates,
             parse_float=_strict_number,
             parse_int=_strict_int,
             parse_constant=_strict_constant,
         )
+        _refuse_lone_surrogates(data)
+        return data
     except UnicodeDecodeError:
         raise MalformedRequest("The JSON body is not valid UTF-8.") from None
     except RecursionError:
@@ -144,6 +146,27 @@ def _load_json_strictly(body: bytes):
         raise MalformedRequest(
             f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
         ) from None
+
+
+def _refuse_lone_surrogates(data) -> None:
+    """Refuse text that is not valid Unicode: Python's parser accepts an escaped lone surrogate
+    ("\\ud800"), which no encoder (the log, the cache key, a result file) can write later."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise MalformedRequest(
+                    "The JSON body has text that is not valid Unicode (a lone surrogate "
+                    "escape such as \\ud800)."
+                ) from None
 
 
 def _flat_key_count(data) -> int:

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -219,12 +220,29 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every Redis client (queue, prediction cache, throttle, readiness) gives up after this long, so
+# a Redis that hangs costs a request seconds, never a thread. RQ's worker raises its own read
+# timeout above its blocking wait (rq.worker.base), so it keeps working with this.
+REDIS_TIMEOUT_SECONDS = env_float("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1)
+
+
+def with_redis_timeouts(url: str, seconds: float) -> str:
+    """`url` with socket and connect timeouts (unless it names its own): redis-py reads both
+    from the query string, for every client built from a URL."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("socket_timeout", f"{seconds:g}")
+    query.setdefault("socket_connect_timeout", f"{seconds:g}")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+REDIS_CLIENT_URL = with_redis_timeouts(REDIS_URL, REDIS_TIMEOUT_SECONDS)
 # Enqueue at once: services save (and commit) the job row first, then enqueue, so a failed
 # enqueue can be undone and reported instead of being lost after the response.
 RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "predictions.worker.ModelportWorker"}
 RQ_QUEUES = {
     "default": {
-        "URL": REDIS_URL,
+        "URL": REDIS_CLIENT_URL,
         "DEFAULT_TIMEOUT": 3600,
         # Jobs carry only ids: JSON, never pickle (workers run with the same serializer).
         "SERIALIZER": "rq.serializers.JSONSerializer",
@@ -296,13 +314,13 @@ CACHES = {
     # Shared by every instance: single-row predictions (predictions/services/prediction_cache.py).
     "predictions": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": REDIS_CLIENT_URL,
         "KEY_PREFIX": "modelport",
     },
     # Shared by every instance: per-token request counts for throttling.
     "throttle": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": REDIS_CLIENT_URL,
         "KEY_PREFIX": "modelport",
     },
 }
@@ -324,6 +342,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "predictions.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # The client address (throttling, the request log) is the last NUM_PROXIES-th entry of
+    # X-Forwarded-For: nginx appends the address it saw, so a client's own entries never count.
+    # 0: REMOTE_ADDR only (no proxy in front).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 1),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -24,8 +24,12 @@ def render_nginx(
     max_body_bytes: int,
     metrics_allowed_networks: list[str],
     web_timeout_seconds: int,
+    upstream_header: bool = False,
 ) -> str:
-    """Return nginx.conf for one listen port in front of gunicorn instances on upstream_ports."""
+    """Return nginx.conf for one listen port in front of gunicorn instances on upstream_ports.
+
+    `upstream_header` adds X-Upstream (which instance answered) to every proxied response: for
+    the e2e tests and benchmarks only, never in production (it names internal addresses)."""
     if not upstream_ports:
         raise ValueError("nginx needs at least one upstream port.")
     servers = "\n".join(
@@ -44,6 +48,9 @@ def render_nginx(
         "PROXY_TIMEOUT_SECONDS": str(web_timeout_seconds + 30),
         # A request that could not be sent (instance down) may try every instance once.
         "NEXT_UPSTREAM_TRIES": str(len(upstream_ports)),
+        "UPSTREAM_HEADER": (
+            "add_header X-Upstream $upstream_addr always;" if upstream_header else ""
+        ),
         "METRICS_ALLOW": "\n".join(
             f"            allow {network};" for network in metrics_allowed_networks
         ),

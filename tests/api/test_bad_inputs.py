@@ -355,6 +355,24 @@ REFUSED = [
     Refused("duplicate envelope key 'inputs'", lambda r: json_text(
         '{"inputs": [], "inputs": ' + orjson.dumps(plain(r)).decode() + "}"),
         400, "malformed_request", detail="'inputs'"),
+    # Text that is not valid Unicode: an escaped lone surrogate, wherever it sits
+    *[
+        Refused(f"lone surrogate {where}", make, 400, "malformed_request", detail="Unicode")
+        for where, make in [
+            ("in a value", lambda r: raw_json(r, {(1, "ocean_proximity"): '"\\ud800"'})),
+            ("in a key", lambda r: json_text('{"\\ud800": 1, "med_inc": 1.5}')),
+            ("low half in a value", lambda r: raw_json(r, {(0, "ocean_proximity"): '"\\udc00"'})),
+            ("in inputs", lambda r: json_text('{"inputs": {"x": "\\ud800"}}')),
+            ("in columns", lambda r: json_text('{"columns": ["\\ud800"], "data": [[1]]}')),
+            ("in data", lambda r: json_text('{"columns": ["a"], "data": [["\\ud800"]]}')),
+            ("in dataframe_split", lambda r: json_text(
+                '{"dataframe_split": {"columns": ["a"], "data": [["\\ud800"]]}}')),
+            ("in dataframe_records", lambda r: json_text(
+                '{"dataframe_records": [{"a": "\\ud800"}]}')),
+            ("in instances", lambda r: json_text('{"instances": [{"a": "\\ud800"}]}')),
+            ("in a JSON line", lambda r: json_lines(r, '{"ocean_proximity": "\\ud800"}')),
+        ]
+    ],
     Refused("5000 nested arrays", lambda r: json_text("[" * 5000 + CANARY),
             400, "malformed_request", detail="nested too deeply"),
     Refused("5000 nested arrays, closed", lambda r: json_text("[" * 5000 + "]" * 5000),
@@ -491,6 +509,14 @@ REFUSED = [
     Refused("multipart with two files", lambda r: Req(
         {"file": [upload("a.csv", csv_text(r).encode()), upload("b.csv", csv_text(r).encode())]}),
         400, "invalid_input"),
+    *[
+        Refused(f"multipart with 1000 files{where}", lambda r: Req(
+            {f"f{i}": upload(f"{i}.csv", b"a\n1\n") for i in range(1000)}),
+            400, "malformed_request", detail="more than 100 files", path=path)
+        for where, path in [("", "/predict"), (" as a job", "/jobs")]
+    ],
+    Refused("multipart with 1100 fields", lambda r: Req({f"f{i}": "1" for i in range(1100)}),
+            400, "malformed_request", detail="more than 1000 fields"),
     Refused("multipart 'file' sent as text", lambda r: Req({"file": CANARY}), 400, "invalid_input"),
     Refused("multipart file with an unknown extension", lambda r: Req(
         {"file": upload("rows.txt", csv_text(r).encode())}), 415, "unsupported_format",

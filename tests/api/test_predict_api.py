@@ -308,3 +308,37 @@ def test_a_model_with_batching_switched_off_is_scored_without_the_batcher(
         house_model.predict(house_rows.head(1))[0], rel=1e-9, abs=1e-9
     )
     assert gathered() == before + 1
+
+
+def test_a_forged_forwarded_for_neither_escapes_the_throttle_nor_reaches_the_log(
+    registered_version, client, rows, settings
+):
+    """Public predictions, throttled per address: a client that sends a new X-Forwarded-For
+    each time is still one client, the address nginx appended (NUM_PROXIES=1)."""
+    from django.core.cache import caches
+    from rest_framework.settings import api_settings
+
+    from predictions.models import RequestLog
+    from predictions.throttles import PredictThrottle
+
+    settings.MODELPORT_PUBLIC_PREDICTIONS = True
+    caches["throttle"].clear()
+    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "predictions": "3/minute"}
+    original = PredictThrottle.THROTTLE_RATES
+    PredictThrottle.THROTTLE_RATES = rates
+    try:
+        statuses = [
+            client.post(
+                URL,
+                rows.iloc[0].to_dict(),
+                content_type="application/json",
+                HTTP_X_FORWARDED_FOR=f"198.51.100.{i}, 203.0.113.7",
+            ).status_code
+            for i in range(6)
+        ]
+    finally:
+        PredictThrottle.THROTTLE_RATES = original
+        caches["throttle"].clear()
+    assert statuses == [200, 200, 200, 429, 429, 429]
+    addresses = set(RequestLog.objects.values_list("remote_addr", flat=True))
+    assert addresses == {"203.0.113.7"}

@@ -258,6 +258,7 @@ def write_nginx_conf(
                 else metrics_allowed_networks
             ),
             web_timeout_seconds=settings.WEB_TIMEOUT_SECONDS,
+            upstream_header=True,  # the tests and figures tell the instances apart by it
         )
     )
     return conf

@@ -1,6 +1,9 @@
 """The stack as a client sees it: nginx in front of two instances, static files, errors."""
 
+import json
+import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +97,51 @@ def test_rendered_nginx_config_passes_nginx_t(e2e_stack, nginx_binary):
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_static_files_carry_the_security_headers(e2e_stack):
+    response = e2e_stack.request("GET", "/static/admin/css/base.css")
+
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_trace_gets_a_problem_json_405_with_allow(e2e_stack):
+    response = e2e_stack.request("TRACE", "/api/v1/models/")
+
+    assert response.status == 405
+    assert response.headers["Content-Type"].startswith(PROBLEM_JSON)
+    assert "POST" in response.headers["Allow"]
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_a_request_nginx_cannot_read_gets_a_problem_json_400(e2e_stack):
+    host, port = e2e_stack.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")  # two Host headers
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"Content-Type: application/problem+json" in head
+    assert json.loads(body)["code"] == "malformed_request"
+
+
+def test_the_production_config_names_no_internal_address():
+    from scripts.render_nginx import render_nginx
+
+    options = {
+        "listen_port": 8000,
+        "upstream_ports": [8001, 8002],
+        "prefix": Path("/tmp/modelport-nginx"),
+        "static_root": Path("/tmp/static"),
+        "max_body_bytes": 1024,
+        "metrics_allowed_networks": ["127.0.0.1/32"],
+        "web_timeout_seconds": 30,
+    }
+    assert "X-Upstream" not in render_nginx(**options)
+    assert "add_header X-Upstream" in render_nginx(**options, upstream_header=True)
