@@ -8,7 +8,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -229,11 +229,16 @@ REDIS_TIMEOUT_SECONDS = env_float("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1)
 def with_redis_timeouts(url: str, seconds: float) -> str:
     """`url` with socket and connect timeouts (unless it names its own): redis-py reads both
     from the query string, for every client built from a URL."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.setdefault("socket_timeout", f"{seconds:g}")
-    query.setdefault("socket_connect_timeout", f"{seconds:g}")
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    named = dict(parse_qsl(urlsplit(url).query))
+    added = {
+        name: f"{seconds:g}"
+        for name in ("socket_timeout", "socket_connect_timeout")
+        if name not in named
+    }
+    if not added:
+        return url
+    # Appended rather than rebuilt: urlunsplit would drop the "//" of "unix:///path".
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(added)}"
 
 
 REDIS_CLIENT_URL = with_redis_timeouts(REDIS_URL, REDIS_TIMEOUT_SECONDS)

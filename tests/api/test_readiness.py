@@ -93,3 +93,24 @@ def test_every_redis_client_has_timeouts(settings):
     assert settings.RQ_QUEUES["default"]["URL"] == settings.REDIS_CLIENT_URL
     for alias in ("predictions", "throttle"):
         assert caches[alias]._servers == [settings.REDIS_CLIENT_URL]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "unix:///tmp/r.sock?db=0",
+            "unix:///tmp/r.sock?db=0&socket_timeout=2&socket_connect_timeout=2",
+        ),
+        (
+            "redis://127.0.0.1:6379/15",
+            "redis://127.0.0.1:6379/15?socket_timeout=2&socket_connect_timeout=2",
+        ),
+        ("redis://h/0?socket_timeout=5", "redis://h/0?socket_timeout=5&socket_connect_timeout=2"),
+    ],
+)
+def test_redis_timeouts_are_added_to_any_url_form(url, expected):
+    from redis import ConnectionPool
+
+    assert project_settings.with_redis_timeouts(url, 2) == expected
+    ConnectionPool.from_url(expected)  # redis-py reads it (it refuses a broken unix URL)
