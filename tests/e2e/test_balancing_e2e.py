@@ -359,6 +359,7 @@ def test_promotion_and_rollback_under_load_fail_nothing_and_switch_within_2_s(ba
             ("promote", f"/api/v1/models/{name}/versions/{served['v2']}/promote", 2),
             ("rollback", f"/api/v1/models/{name}/rollback", 1),
         ):
+            sent_at = time.monotonic()
             changed = http_request("POST", balanced.url + path, headers=staff)
             assert changed.status == 200, changed.body
             changed_at = time.monotonic()
@@ -372,11 +373,12 @@ def test_promotion_and_rollback_under_load_fail_nothing_and_switch_within_2_s(ba
                     f"instance {address} to serve v{new_version}",
                 )
             time.sleep(SWITCH_SECONDS + 0.5)  # let requests after the bound accumulate
-            switches.append((action, changed_at, new_version))
+            switches.append((action, sent_at, changed_at, new_version))
     outcomes = load.outcomes
     failures = [o for o in outcomes if o.status != 200 or not o.rows_right]
     figures = {"sent": len(outcomes), "failures": len(failures)}
-    for action, changed_at, new_version in switches:
+    for action, _, changed_at, new_version in switches:
+        # Up to the moment the next change was sent: it may take effect before its answer.
         following = [s[1] for s in switches if s[1] > changed_at]
         until = following[0] if following else float("inf")
         stale = [
