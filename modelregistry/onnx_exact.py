@@ -82,9 +82,12 @@ def to_exact_onnx(estimator, *, schema: dict, output: dict) -> bytes:
         raise UnsupportedModel(f"{type(final).__name__} alone cannot take text features")
     else:
         model = _bare_model(len(features))
+    columns = model.graph.output[0]
+    width = columns.type.tensor_type.shape.dim[-1].dim_value
+    if width and width != getattr(final, "n_features_in_", width):
+        raise UnsupportedModel(f"the transformers give {width} columns, the model takes others")
     graph = _Graph(taken={value.name for value in model.graph.value_info} | _names(model))
-    columns = model.graph.output[0].name
-    outputs = tail(final, graph, columns)
+    outputs = tail(final, graph, columns.name)
     return _assemble(model, graph, outputs).SerializeToString()
 
 
@@ -766,6 +769,8 @@ def _through(step, sources: list[_Source]) -> list[_Source]:
         return sources
     if type(step) in _SCALERS:
         scale, offset = _scaler_affine(step, len(sources))
+        if len(scale) != len(sources):  # behind a step whose columns we could not follow
+            return [None] * len(scale)
         return [
             None if source is None else (source[0], ((s, o), *source[1]))
             for source, s, o in zip(sources, scale, offset, strict=True)

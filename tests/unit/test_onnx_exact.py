@@ -31,6 +31,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeRegressor
 
+from modelregistry.acceleration import _to_onnx
 from modelregistry.demo import house_prices_data, train_house_prices
 from modelregistry.onnx_exact import (
     ExactOnnxPredictor,
@@ -301,3 +302,20 @@ def test_unknown_steps_raise(make):
     schema, output = _info(estimator, frame)
     with pytest.raises(UnsupportedModel):
         to_exact_onnx(estimator, schema=schema, output=output)
+
+
+def test_predictor_feeds_each_model_its_input_type(data: dict):
+    train = data["complete"]
+    estimator = make_pipeline(StandardScaler(), LinearRegression())
+    estimator.fit(train, data["targets"]["complete"]["value"])
+    schema, output = _info(estimator, train)
+    exact = ExactOnnxPredictor(
+        to_exact_onnx(estimator, schema=schema, output=output), schema=schema, output=output
+    )
+    assert [spec.type for spec in exact._session.get_inputs()] == ["tensor(double)"]
+    # A float32 model from acceleration.convert is served too, fed float32.
+    single = ExactOnnxPredictor(
+        _to_onnx(estimator, schema=schema, output=output), schema=schema, output=output
+    )
+    assert [spec.type for spec in single._session.get_inputs()] == ["tensor(float)"]
+    np.testing.assert_allclose(single.predict(train), exact.predict(train), rtol=1e-5, atol=1e-5)
