@@ -163,7 +163,9 @@ def _check_one_hot(encoder: OneHotEncoder) -> None:
     """Raise for encoder settings whose ONNX form can answer differently."""
     if encoder.handle_unknown not in ("error", "ignore"):
         raise UnsupportedModel(f"OneHotEncoder(handle_unknown={encoder.handle_unknown!r})")
-    if getattr(encoder, "drop_idx_", None) is not None or encoder._infrequent_enabled:
+    if getattr(encoder, "drop_idx_", None) is not None or getattr(
+        encoder, "_infrequent_enabled", False
+    ):
         raise UnsupportedModel("OneHotEncoder with drop or infrequent categories")
     # Numeric categories become a Cast to int64 in skl2onnx, so 2.7 would match category 2;
     # a missing-value category would match the text "nan".
