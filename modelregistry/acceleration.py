@@ -34,9 +34,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import onnxruntime
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
 
+from .onnx_exact import UnsupportedModel, split_threshold_rows, takes_columns, to_exact_onnx
 from .schema import single_row_latency_ms
 from .serving import EXACT_RELATIVE
 
@@ -139,16 +138,34 @@ def _column(X, name: str, dtype) -> np.ndarray:
 
 
 def convert(estimator, *, schema: dict, output: dict, reference: pd.DataFrame) -> Conversion:
-    """Convert with skl2onnx and compare with scikit-learn on the check rows; never raises."""
+    """Convert and compare with scikit-learn on the check rows; never raises.
+
+    The exact converter (`onnx_exact`, float64) is tried first: when every answer is exact, it
+    serves by default. Otherwise skl2onnx's float32 conversion is checked too, as the opt-in
+    approximate path, with the reason the exact one is not used in its detail.
+    """
+    rows = check_rows(reference, schema)
+    if rows.empty:
+        return _unusable("not compared: there are no reference rows without missing text")
+    rows = pd.concat([rows, split_threshold_rows(estimator, schema, rows)], ignore_index=True)
+    try:
+        exact = to_exact_onnx(estimator, schema=schema, output=output)
+    except UnsupportedModel as exc:
+        why = f"no exact conversion: {exc}"
+    except Exception as exc:  # skl2onnx (for the steps in front) fails in many ways
+        why = f"no exact conversion: {_one_line(exc)}"
+    else:
+        verdict = compare(estimator, exact, schema=schema, output=output, rows=rows)
+        if verdict.is_exact:
+            return verdict
+        why = f"the exact conversion was {verdict.detail}"
     try:
         data = _to_onnx(estimator, schema=schema, output=output)
     except Exception as exc:  # skl2onnx fails in many ways for estimators it does not know
         name = type(estimator).__name__
-        return _unusable(f"not converted: skl2onnx cannot convert {name}: {_one_line(exc)}")
-    rows = check_rows(reference, schema)
-    if rows.empty:
-        return _unusable("not compared: there are no reference rows without missing text")
-    return compare(estimator, data, schema=schema, output=output, rows=rows)
+        return _unusable(f"{why}; skl2onnx cannot convert {name}: {_one_line(exc)}")
+    verdict = compare(estimator, data, schema=schema, output=output, rows=rows)
+    return replace(verdict, detail=_cut(f"float32 ({why}): {verdict.detail}"))
 
 
 def check_rows(reference: pd.DataFrame, schema: dict) -> pd.DataFrame:
@@ -279,7 +296,7 @@ def _judge_labels(
 
 def _verdict(data: bytes, difference: float, rows: int, measured: str) -> Conversion:
     """Exact when `difference` is within EXACT_RELATIVE; approximate (opt-in only) otherwise."""
-    where = f"on {rows} rows (the reference rows and rows made from them)"
+    where = f"on {rows} rows (the reference rows, rows made from them, on split thresholds)"
     if difference <= EXACT_RELATIVE:
         return Conversion(data, True, difference, rows, _cut(f"exact: {measured} {where}"))
     detail = f"not exact: {measured} {where}, above {EXACT_RELATIVE:g}; serves only if opted in"
@@ -293,7 +310,7 @@ def _to_onnx(estimator, *, schema: dict, output: dict) -> bytes:
 
     _install_tree_ensemble_fix()
     features = schema["features"]
-    if _takes_columns(estimator, features):
+    if takes_columns(estimator, features):
         initial_types = [
             (
                 feature["name"],
@@ -313,21 +330,6 @@ def _to_onnx(estimator, *, schema: dict, output: dict) -> bytes:
         warnings.simplefilter("ignore")
         model = to_onnx(estimator, initial_types=initial_types, options=options)
     return model.SerializeToString()
-
-
-def _takes_columns(estimator, features: list[dict]) -> bool:
-    """True when the ONNX model needs one input per feature rather than one float matrix.
-
-    Text cannot share a tensor with numbers, and a ColumnTransformer in front finds its columns
-    by input name. Everything else gets the matrix: most converters accept only one input (a
-    bare SVC even converts with several but then fails in onnxruntime).
-    """
-    front = estimator
-    while isinstance(front, Pipeline) and front.steps:
-        front = front.steps[0][1]
-    return isinstance(front, ColumnTransformer) or any(
-        feature["type"] == "string" for feature in features
-    )
 
 
 def _install_tree_ensemble_fix() -> None:

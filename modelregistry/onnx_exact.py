@@ -52,8 +52,6 @@ from sklearn.tree import (
     ExtraTreeRegressor,
 )
 
-from .acceleration import OnnxPredictor, _column, _takes_columns
-
 MAIN_OPSET = 21
 ML_OPSET = 5  # the first ai.onnx.ml opset with TreeEnsemble (double splits and weights)
 PROBE_ROWS = 20_000
@@ -77,7 +75,7 @@ def to_exact_onnx(estimator, *, schema: dict, output: dict) -> bytes:
         raise UnsupportedModel("a classification output needs a classifier at the end")
     features = schema["features"]
     if front:
-        model = _convert_front(front, features, _takes_columns(estimator, features))
+        model = _convert_front(front, features, takes_columns(estimator, features))
     elif any(feature["type"] == "string" for feature in features):
         raise UnsupportedModel(f"{type(final).__name__} alone cannot take text features")
     else:
@@ -91,41 +89,22 @@ def to_exact_onnx(estimator, *, schema: dict, output: dict) -> bytes:
     return _assemble(model, graph, outputs).SerializeToString()
 
 
-class ExactOnnxPredictor(OnnxPredictor):
-    """`OnnxPredictor` that feeds float64 where the session's inputs are doubles."""
-
-    def __init__(self, data: bytes, *, schema: dict, output: dict):
-        super().__init__(data, schema=schema, output=output)
-        # Input types decide: a model from `to_exact_onnx` takes doubles, one from
-        # `acceleration.convert` floats; both are served by this class.
-        self._dtypes = [
-            np.float64 if spec.type == "tensor(double)" else np.float32
-            for spec in self._session.get_inputs()
-        ]
-
-    def _feed(self, X) -> dict[str, np.ndarray]:
-        """The session's inputs, straight from the columns of `X`, in the session's dtypes."""
-        if self._is_matrix:
-            dtype = self._dtypes[0]
-            columns = [_number_column(X, name, dtype) for name, _ in self._columns]
-            return {self._input_names[0]: np.hstack(columns)}
-        return {
-            input_name: _column(X, name, True) if is_text else _number_column(X, name, dtype)
-            for input_name, (name, is_text), dtype in zip(
-                self._input_names, self._columns, self._dtypes, strict=True
-            )
-        }
-
-
-def _number_column(X, name: str, dtype: type) -> np.ndarray:
-    """Feature `name` of `X` as a [rows, 1] array of `dtype`."""
-    try:
-        return np.asarray(X[name], dtype=dtype).reshape(-1, 1)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name!r} is not numeric: {exc}") from None
-
-
 # --- the estimator's front: skl2onnx in double -------------------------------------------------
+
+
+def takes_columns(estimator, features: list[dict]) -> bool:
+    """True when the ONNX model needs one input per feature rather than one number matrix.
+
+    Text cannot share a tensor with numbers, and a ColumnTransformer in front finds its columns
+    by input name. Everything else gets the matrix: most converters accept only one input (a
+    bare SVC even converts with several but then fails in onnxruntime).
+    """
+    front = estimator
+    while isinstance(front, Pipeline) and front.steps:
+        front = front.steps[0][1]
+    return isinstance(front, ColumnTransformer) or any(
+        feature["type"] == "string" for feature in features
+    )
 
 
 def _split_pipeline(estimator) -> tuple[list, object]:

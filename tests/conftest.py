@@ -5,6 +5,10 @@ import skops.io
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import PolynomialFeatures
 
 from modelregistry import demo, loader, services
 from predictions.authentication import forget_tokens
@@ -61,6 +65,25 @@ def house_model():
 @pytest.fixture(scope="session")
 def house_artifact(house_model) -> bytes:
     return skops.io.dumps(house_model)
+
+
+@pytest.fixture(scope="session")
+def approximate_house_model(house_model):
+    """The house pipeline with a step the exact ONNX converter does not take (PolynomialFeatures
+    of degree 1: the same columns and a constant one), so only skl2onnx's float32 conversion,
+    which is not exact, can serve it: the model of the approximate opt-in tests."""
+    data = demo.house_prices_data(rows=600)
+    steps = [
+        ("preprocess", clone(house_model.steps[0][1])),
+        ("constant", PolynomialFeatures(degree=1)),
+        ("model", HistGradientBoostingRegressor(max_iter=10, random_state=0)),
+    ]
+    return Pipeline(steps).fit(data.drop(columns="price"), data["price"])
+
+
+@pytest.fixture(scope="session")
+def approximate_house_artifact(approximate_house_model) -> bytes:
+    return skops.io.dumps(approximate_house_model)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
 """ONNX serving and the exactness contract.
 
 By default every answer is the estimator's own: an ONNX model serves only when its check found
-it exact. An inexact (float32) one serves only for a version that opts in (`serves_approximate`),
-and then every answer says so, in its body and in a response header. Versions checked by an
-older checker are checked again by `convert_onnx --outdated` (scripts/setup runs it)."""
+it exact (the house pipeline, converted in float64). An inexact (float32) one (the house
+pipeline with a step the exact converter does not take) serves only for a version that opts in
+(`serves_approximate`), and then every answer says so, in its body and in a response header.
+Versions checked by an older checker are checked again by `convert_onnx --outdated`."""
 
 import numpy as np
 import pandas as pd
@@ -23,10 +24,54 @@ HEADER = serving.APPROXIMATE_HEADER
 
 
 @pytest.fixture
-def onnx_version(settings, request):
+def exact_version(settings, request):
     """house-prices v1 (conftest's `registered_version`), converted at upload (ONNX_ENABLED)."""
     settings.ONNX_ENABLED = True
     return request.getfixturevalue("registered_version")
+
+
+@pytest.fixture
+def onnx_version(db, settings, approximate_house_artifact, house_sample):
+    """house-prices v1 whose only ONNX model is skl2onnx's float32 one: not exact."""
+    settings.ONNX_ENABLED = True
+    version = services.register_version(
+        model_name="house-prices",
+        artifact=approximate_house_artifact,
+        filename="house.skops",
+        sample=house_sample,
+    )
+    services.set_default_version(version=version)
+    return version
+
+
+@pytest.fixture
+def onnx_model(approximate_house_model):
+    return approximate_house_model
+
+
+def test_an_exact_conversion_serves_by_default_with_the_models_answers(
+    exact_version, api_client, house_model, house_rows
+):
+    assert exact_version.onnx_is_exact and exact_version.onnx_max_difference <= 1e-9
+    assert exact_version.onnx_detail.startswith("exact:")
+    assert exact_version.onnx_rows_compared > acceleration.PROBE_ROWS
+    plan = serving.plan_for(exact_version)
+    assert plan.path == serving.ONNX and plan.is_exact
+    assert loader.get_predictor(exact_version).path == "onnx"
+    assert 0 < exact_version.onnx_single_row_latency_ms < exact_version.single_row_latency_ms
+
+    single = api_client.post(URL, {"inputs": house_rows.iloc[0].to_dict()}, format="json")
+    batch = api_client.post(URL, {"inputs": house_rows.to_dict(orient="records")}, format="json")
+
+    assert single.status_code == batch.status_code == 200
+    assert HEADER not in single.headers and "approximate" not in batch.json()
+    expected = house_model.predict(house_rows)
+    np.testing.assert_allclose(single.json()["prediction"], expected[0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(batch.json()["predictions"], expected, rtol=1e-9, atol=1e-9)
+    missing = house_rows.head(5).assign(med_inc=None).to_dict(orient="records")
+    answer = api_client.post(URL, {"inputs": missing}, format="json").json()["predictions"]
+    expected = house_model.predict(house_rows.head(5).assign(med_inc=np.nan))
+    np.testing.assert_allclose(answer, expected, rtol=1e-9, atol=1e-9)
 
 
 def stored(version) -> ModelVersion:
@@ -41,7 +86,7 @@ def opt_in(version) -> ModelVersion:
 
 
 def test_an_inexact_conversion_is_stored_but_scikit_learn_serves(
-    onnx_version, api_client, house_model, house_rows
+    onnx_version, api_client, onnx_model, house_rows
 ):
     assert onnx_version.onnx_artifact.name.endswith(".onnx") and len(onnx_version.onnx_sha256) == 64
     assert not onnx_version.onnx_is_exact and not onnx_version.serves_approximate
@@ -56,7 +101,8 @@ def test_an_inexact_conversion_is_stored_but_scikit_learn_serves(
 
     assert single.status_code == batch.status_code == 200
     assert HEADER not in single.headers and "approximate" not in single.json()
-    expected = house_model.predict(house_rows)
+    assert "float32 (no exact conversion: PolynomialFeatures" in onnx_version.onnx_detail
+    expected = onnx_model.predict(house_rows)
     np.testing.assert_allclose(single.json()["prediction"], expected[0], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(batch.json()["predictions"], expected, rtol=1e-9, atol=1e-9)
 
@@ -83,7 +129,7 @@ def test_an_opted_in_approximate_answer_says_so(onnx_version, api_client, house_
 
 
 def test_opting_out_again_serves_scikit_learn_exactly(
-    onnx_version, api_client, house_model, house_rows
+    onnx_version, api_client, onnx_model, house_rows
 ):
     version = opt_in(onnx_version)
     services.set_serving_options(version=version, serves_approximate=False)
@@ -92,7 +138,7 @@ def test_opting_out_again_serves_scikit_learn_exactly(
     answer = api_client.post(URL, {"inputs": house_rows.to_dict(orient="records")}, format="json")
     assert HEADER not in answer.headers and "approximate" not in answer.json()
     np.testing.assert_allclose(
-        answer.json()["predictions"], house_model.predict(house_rows), rtol=1e-9, atol=1e-9
+        answer.json()["predictions"], onnx_model.predict(house_rows), rtol=1e-9, atol=1e-9
     )
 
 
@@ -121,7 +167,7 @@ def test_convert_onnx_outdated_checks_versions_of_an_older_checker(onnx_version)
     call_command("convert_onnx", "--outdated")
     version = stored(onnx_version)
     assert version.onnx_checker == acceleration.CHECKER
-    assert not version.onnx_is_exact and version.onnx_detail.startswith("not exact")
+    assert not version.onnx_is_exact and "not exact" in version.onnx_detail
     assert serving.plan_for(version).path == serving.SKLEARN
 
 

@@ -107,11 +107,19 @@ def test_nginx_compresses_json_answers_for_clients_that_accept_gzip(
     assert len(packed.body) < len(plain.body)
 
 
-def test_only_an_opted_in_version_serves_approximate_answers_and_each_says_so(
-    e2e_stack, model_name, house_artifact, house_sample, house_rows, django_user_model, settings
+def test_exact_onnx_by_default_and_approximate_answers_only_opted_in_each_saying_so(
+    e2e_stack,
+    model_name,
+    house_artifact,
+    approximate_house_artifact,
+    house_sample,
+    house_rows,
+    django_user_model,
+    settings,
 ):
-    """Uploaded with ONNX on (the instances have it on, as in production): the float32
-    conversion is not exact, so both instances answer with scikit-learn; opted in, both answer
+    """Uploaded with ONNX on (the instances have it on, as in production): the exact float64
+    conversion serves by default on both instances with the model's own answers. A version only
+    the float32 conversion takes is served by scikit-learn; opted in, both instances answer
     with onnxruntime and say so in the body and a header; opted out, exact again, all without a
     restart."""
     import numpy as np
@@ -119,26 +127,48 @@ def test_only_an_opted_in_version_serves_approximate_answers_and_each_says_so(
     from modelregistry import loader, serving
 
     settings.ONNX_ENABLED = True
-    version = registry_services.register_version(
-        model_name=model_name, artifact=house_artifact, filename="house.skops", sample=house_sample
-    )
-    registry_services.set_default_version(version=version)
-    assert version.onnx_artifact and not version.onnx_is_exact
     user = django_user_model.objects.create_user("e2e-onnx", password="x", is_staff=True)
     headers = {
         "Authorization": f"Token {Token.objects.create(user=user).key}",
         "X-Model": model_name,
     }
-    loaded = loader.model_cache.get(version)
-    onnx = loaded.onnx.predict(house_rows).tolist()
-    sklearn = loaded.sklearn.predict(house_rows).tolist()
     rows = house_rows.to_dict("records")
 
     def answers(base_url):
         batch = post(e2e_stack, {"inputs": rows}, headers, base_url=base_url)
         return batch, batch.json()["predictions"]
 
+    def register(artifact):
+        version = registry_services.register_version(
+            model_name=model_name, artifact=artifact, filename="house.skops", sample=house_sample
+        )
+        registry_services.set_default_version(version=version)
+        return version, loader.model_cache.get(version)
+
+    exact, loaded = register(house_artifact)
+    assert exact.onnx_is_exact
+    sklearn = loaded.sklearn.predict(house_rows).tolist()
+    deadline = time.monotonic() + SWAP_DEADLINE_SECONDS
     for base_url in e2e_stack.instance_urls:
+        while (
+            post(e2e_stack, {"inputs": rows[0]}, headers, base_url=base_url).json()["version"]
+            != exact.number
+        ):
+            assert time.monotonic() < deadline, f"{base_url} does not serve v{exact.number}"
+            time.sleep(0.1)
+        batch, predictions = answers(base_url)
+        assert serving.APPROXIMATE_HEADER not in batch.headers
+        np.testing.assert_allclose(predictions, sklearn, rtol=1e-9, atol=1e-9)
+
+    version, loaded = register(approximate_house_artifact)
+    assert version.onnx_artifact and not version.onnx_is_exact
+    onnx = loaded.onnx.predict(house_rows).tolist()
+    sklearn = loaded.sklearn.predict(house_rows).tolist()
+    deadline = time.monotonic() + SWAP_DEADLINE_SECONDS
+    for base_url in e2e_stack.instance_urls:
+        while answers(base_url)[0].json()["version"] != version.number:
+            assert time.monotonic() < deadline, f"{base_url} does not serve v{version.number}"
+            time.sleep(0.1)
         batch, predictions = answers(base_url)
         assert serving.APPROXIMATE_HEADER not in batch.headers
         np.testing.assert_allclose(predictions, sklearn, rtol=1e-9, atol=1e-9)

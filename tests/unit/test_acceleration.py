@@ -1,7 +1,8 @@
 """ONNX: conversion, the exactness check against scikit-learn, and the onnxruntime predictor.
 
-skl2onnx's float32 conversion is never exact on these models: the check must say so (it is then
-only an opt-in, `serves_approximate`), with the difference measured on every check row."""
+The demo-like models convert exactly (onnx_exact, float64): their answers equal scikit-learn's.
+A model only skl2onnx's float32 conversion takes is found inexact, with the difference measured
+on every check row, and is then only an opt-in (`serves_approximate`)."""
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from modelregistry.acceleration import (
     probe_rows,
     value_difference,
 )
+from modelregistry.onnx_exact import split_threshold_rows
 from modelregistry.schema import check_estimator, derive_schema, describe_output
 from modelregistry.serving import EXACT_RELATIVE
 
@@ -69,22 +71,39 @@ def iris_rows() -> pd.DataFrame:
     return demo.DEMOS["iris"]["sample"]()
 
 
-def test_house_prices_float32_conversion_is_found_inexact(house_model, house_conversion):
-    assert not house_conversion.is_exact
-    assert isinstance(house_conversion.data, bytes) and house_conversion.data  # opt-in only
-    assert EXACT_RELATIVE < house_conversion.max_difference <= FLOAT32_BOUND
-    assert house_conversion.detail.startswith("not exact: largest difference")
-    assert "serves only if opted in" in house_conversion.detail
+def test_house_prices_converts_exactly(house_conversion):
+    assert house_conversion.is_exact
+    assert isinstance(house_conversion.data, bytes) and house_conversion.data
+    assert 0 <= house_conversion.max_difference <= EXACT_RELATIVE
+    assert house_conversion.detail.startswith("exact: largest difference")
+
+
+def test_a_float32_only_conversion_is_found_inexact_and_kept_for_the_opt_in(
+    approximate_house_model, house_rows
+):
+    conversion = convert_with(approximate_house_model, house_rows)
+    assert not conversion.is_exact
+    assert isinstance(conversion.data, bytes) and conversion.data  # opt-in only
+    assert EXACT_RELATIVE < conversion.max_difference <= FLOAT32_BOUND
+    assert conversion.detail.startswith("float32 (no exact conversion: PolynomialFeatures")
+    assert "not exact: largest difference" in conversion.detail
+    predicted = predictor_for(approximate_house_model, conversion).predict(house_rows)
+    np.testing.assert_allclose(
+        predicted, approximate_house_model.predict(house_rows), rtol=FLOAT32_BOUND
+    )
 
 
 def test_the_check_compares_every_check_row(house_model, house_conversion, house_rows):
     schema = schema_of(house_model, house_rows)
     rows = check_rows(house_rows, schema)
+    thresholds = split_threshold_rows(house_model, schema, rows)
+    assert len(thresholds) > 0
     nullable = [f for f in schema["features"] if f["type"] == "number" and f["nullable"]]
     assert nullable  # HistGradientBoosting takes a missing number
     assert len(rows) == len(house_rows) + PROBE_ROWS + 200 * len(nullable)
-    assert house_conversion.rows_compared == len(rows)
-    assert f"on {len(rows)} rows" in house_conversion.detail
+    assert house_conversion.rows_compared == len(rows) + len(thresholds)
+    assert f"on {len(rows) + len(thresholds)} rows" in house_conversion.detail
+    rows = pd.concat([rows, thresholds], ignore_index=True)
     predicted = predictor_for(house_model, house_conversion).predict(rows)
     assert value_difference(house_model.predict(rows), predicted) == pytest.approx(
         house_conversion.max_difference
@@ -106,7 +125,7 @@ def test_value_difference_is_relative_and_absolute_near_zero():
 
 @pytest.mark.parametrize("rows", [50, 1])
 @pytest.mark.parametrize("as_dict", [False, True], ids=["dataframe", "dict"])
-def test_house_prices_predictions_are_close_to_scikit_learn(
+def test_house_prices_predictions_equal_scikit_learns(
     house_model, house_conversion, house_rows, rows, as_dict
 ):
     frame = house_rows.head(rows)
@@ -115,14 +134,14 @@ def test_house_prices_predictions_are_close_to_scikit_learn(
     )
     assert predicted.shape == (rows,)
     assert predicted.dtype == np.float64
-    np.testing.assert_allclose(predicted, house_model.predict(frame), rtol=FLOAT32_BOUND)
+    np.testing.assert_allclose(predicted, house_model.predict(frame), rtol=1e-9, atol=1e-9)
 
 
 def test_missing_number_is_scored_like_scikit_learn(house_model, house_conversion, house_rows):
     frame = house_rows.head(5).copy()
     frame["med_inc"] = np.nan
     predicted = predictor_for(house_model, house_conversion).predict(as_arrays(frame))
-    np.testing.assert_allclose(predicted, house_model.predict(frame), rtol=FLOAT32_BOUND)
+    np.testing.assert_allclose(predicted, house_model.predict(frame), rtol=1e-9, atol=1e-9)
 
 
 def test_reference_rows_with_missing_text_are_left_out(house_model, house_rows):
@@ -144,11 +163,11 @@ def test_missing_text_makes_predict_raise_value_error(
         predictor.predict(features)
 
 
-def test_iris_float32_probabilities_are_found_inexact(iris_model, iris_rows):
+def test_iris_labels_and_probabilities_are_exact(iris_model, iris_rows):
     conversion = convert_with(iris_model, iris_rows)
-    assert not conversion.is_exact and conversion.data, conversion.detail
-    assert EXACT_RELATIVE < conversion.max_difference <= FLOAT32_BOUND
-    assert "probability difference" in conversion.detail
+    assert conversion.is_exact and conversion.data, conversion.detail
+    assert conversion.max_difference <= EXACT_RELATIVE
+    assert "labels equal, largest probability difference" in conversion.detail
     predictor = predictor_for(iris_model, conversion)
     labels = predictor.predict(iris_rows)
     assert labels.dtype == iris_model.classes_.dtype
@@ -157,7 +176,7 @@ def test_iris_float32_probabilities_are_found_inexact(iris_model, iris_rows):
     assert probabilities.shape == (len(iris_rows), 3)
     assert probabilities.dtype == np.float64
     np.testing.assert_allclose(
-        probabilities, iris_model.predict_proba(iris_rows), atol=FLOAT32_BOUND
+        probabilities, iris_model.predict_proba(iris_rows), rtol=1e-9, atol=1e-9
     )
     classes = np.array(describe_output(iris_model)["classes"], dtype=object)
     np.testing.assert_array_equal(classes[probabilities.argmax(axis=1)], labels)
@@ -175,7 +194,7 @@ def test_bare_classifier_with_integer_classes_returns_integer_labels():
     frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
     model = LogisticRegression().fit(frame, (np.arange(40) >= 20).astype(np.int64) * 3)
     conversion = convert_with(model, frame)
-    assert conversion.data, conversion.detail
+    assert conversion.is_exact, conversion.detail
     labels = predictor_for(model, conversion).predict(as_arrays(frame))
     assert labels.dtype == np.int64
     np.testing.assert_array_equal(labels, model.predict(frame))
@@ -185,8 +204,8 @@ def test_regression_that_predicts_zero_is_compared_without_dividing_by_zero():
     frame = pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) % 3})
     model = LinearRegression().fit(frame, np.zeros(20))
     conversion = convert_with(model, frame)
-    assert conversion.data, conversion.detail
-    assert conversion.max_difference < 1e-6
+    assert conversion.is_exact, conversion.detail
+    assert conversion.max_difference <= EXACT_RELATIVE
 
 
 def unconvertible_models() -> list:
@@ -208,7 +227,8 @@ def test_estimator_skl2onnx_cannot_convert_is_reported_not_raised(model, frame, 
     assert conversion == Conversion(
         data=None, is_exact=False, max_difference=None, rows_compared=0, detail=conversion.detail
     )
-    assert conversion.detail.startswith("not converted: skl2onnx cannot convert")
+    assert conversion.detail.startswith("no exact conversion: ")
+    assert "skl2onnx cannot convert" in conversion.detail
     assert named in conversion.detail
     assert len(conversion.detail) <= 300
 

@@ -31,10 +31,9 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeRegressor
 
-from modelregistry.acceleration import _to_onnx
+from modelregistry.acceleration import OnnxPredictor, _to_onnx
 from modelregistry.demo import house_prices_data, train_house_prices
 from modelregistry.onnx_exact import (
-    ExactOnnxPredictor,
     UnsupportedModel,
     _split_thresholds,
     split_threshold_rows,
@@ -178,7 +177,7 @@ def _comparison_rows(estimator, schema: dict, train: pd.DataFrame) -> pd.DataFra
 
 def _assert_exact(estimator, schema: dict, output: dict, rows: pd.DataFrame) -> float:
     """Convert, predict `rows` both ways, assert equality; return the largest difference."""
-    predictor = ExactOnnxPredictor(
+    predictor = OnnxPredictor(
         to_exact_onnx(estimator, schema=schema, output=output), schema=schema, output=output
     )
     actual, expected = predictor.predict(rows), estimator.predict(rows)
@@ -228,7 +227,7 @@ def test_demo_pipeline_matches_scikit_learn():
     assert probes["med_inc"].isna().any()
     _assert_exact(estimator, schema, output, rows)
     # One row as the service passes it: a dict of one-value arrays.
-    predictor = ExactOnnxPredictor(
+    predictor = OnnxPredictor(
         to_exact_onnx(estimator, schema=schema, output=output), schema=schema, output=output
     )
     row = {name: train[name].to_numpy()[:1] for name in train.columns}
@@ -309,12 +308,12 @@ def test_predictor_feeds_each_model_its_input_type(data: dict):
     estimator = make_pipeline(StandardScaler(), LinearRegression())
     estimator.fit(train, data["targets"]["complete"]["value"])
     schema, output = _info(estimator, train)
-    exact = ExactOnnxPredictor(
+    exact = OnnxPredictor(
         to_exact_onnx(estimator, schema=schema, output=output), schema=schema, output=output
     )
     assert [spec.type for spec in exact._session.get_inputs()] == ["tensor(double)"]
     # A float32 model from acceleration.convert is served too, fed float32.
-    single = ExactOnnxPredictor(
+    single = OnnxPredictor(
         _to_onnx(estimator, schema=schema, output=output), schema=schema, output=output
     )
     assert [spec.type for spec in single._session.get_inputs()] == ["tensor(float)"]
