@@ -6,13 +6,17 @@ that time without any invalidation. The *model* cache is an LRU keyed by version
 version is immutable, so a loaded estimator never goes stale. A loaded version has its
 scikit-learn estimator and, when the upload converted to ONNX, an ONNX runtime session;
 `get_predictor` picks the one the version's `ServingPlan` names.
+
+A new upload is never loaded here: `validate_artifact` hands it to a jailed child process
+(`check_upload` under `jail`), which loads it, runs the smoke predictions and the ONNX
+conversion, and sends back what it learned. Stored versions passed that check; they are loaded
+in-process, under the same allowlist (`trust`).
 """
 
 import json
 import logging
-import os
+import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,12 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import skops.io
 from django.conf import settings
 
 from predictions import metrics  # every Prometheus collector lives there
 
-from . import acceleration, schema, serving, storage
+from . import acceleration, check_upload, jail, serving, storage, trust
 from .errors import (
     ArtifactInvalid,
     ModelNotFound,
@@ -38,11 +41,18 @@ from .errors import (
     VersionNotFound,
 )
 from .models import ArtifactFormat, ModelVersion, RegisteredModel, VersionStatus
-from .trust import is_trusted_type
 
 logger = logging.getLogger(__name__)
 
 SKOPS_MAGIC = b"PK\x03\x04"
+OUTCOME = "outcome.json"  # what each sandbox child writes into its work dir
+OUT_OF_MEMORY_SIGNS = (
+    "MemoryError",
+    "bad_alloc",
+    "failed to map segment",
+    "Cannot allocate memory",
+)
+REFUSALS = {"untrusted_type": UntrustedType, "artifact_invalid": ArtifactInvalid}
 EXTENSIONS = {
     ".skops": ArtifactFormat.SKOPS,
     ".joblib": ArtifactFormat.JOBLIB,
@@ -80,31 +90,53 @@ def detect_format(filename: str, data: bytes) -> str:
 
 
 def load_skops(data: bytes):
-    """Load skops bytes, trusting only scikit-learn types and `MODELPORT_TRUSTED_TYPES`."""
-    try:
-        untrusted = skops.io.get_untrusted_types(data=data)
-    except Exception as exc:  # a zip that is not skops fails in many ways
-        raise ArtifactInvalid(f"Not a readable skops file: {type(exc).__name__}: {exc}") from None
-    extra = settings.MODELPORT_TRUSTED_TYPES
-    refused = [name for name in untrusted if not is_trusted_type(name, extra)]
-    if refused:
-        raise UntrustedType(
-            f"The artifact contains types that are not trusted: {', '.join(refused)}. "
-            "Add them to MODELPORT_TRUSTED_TYPES only if you trust their code.",
-            errors=[
-                {"field": "artifact", "code": "untrusted_type", "message": name} for name in refused
-            ],
+    """Load skops bytes in this process, trusting only `trust`'s allowlist and
+    `MODELPORT_TRUSTED_TYPES` (for stored versions: a new upload goes to `validate_artifact`)."""
+    return trust.load_skops(data, settings.MODELPORT_TRUSTED_TYPES)
+
+
+def _crash_reason(finished: subprocess.CompletedProcess, what: str) -> str:
+    """One sentence on why a sandbox child ended without an outcome."""
+    memory = settings.SANDBOX_MEMORY_MB
+    if finished.returncode == jail.EXIT_UNCONFINED:
+        return (
+            f"{what} cannot run on this server: the kernel offers no Landlock sandbox to run it "
+            "in (set SANDBOX_REQUIRE_LANDLOCK=false to run it unconfined)."
         )
+    # Python's MemoryError, C++'s bad_alloc, the loader's mmap of a library under RLIMIT_AS
+    if any(sign in finished.stderr for sign in OUT_OF_MEMORY_SIGNS):
+        return f"{what} ran out of memory (the limit is {memory} MiB)."
+    if finished.returncode == -signal.SIGXCPU:
+        return f"{what} used more CPU time than allowed and was stopped."
+    if finished.returncode < 0:
+        name = signal.Signals(-finished.returncode).name
+        return f"{what} crashed ({name}; it may have run out of memory, the limit is {memory} MiB)."
+    return f"{what} crashed (exit code {finished.returncode})."
+
+
+def _run_sandbox(module: str, args: list[str], *, workdir: str, timeout: int, what: str) -> dict:
+    """Run `module` in a jailed child (`jail.run`) confined to `workdir`; return the outcome it
+    wrote there. A timeout, a crash or a blown memory limit is ArtifactInvalid."""
     try:
-        return skops.io.loads(data, trusted=untrusted)
-    except Exception as exc:
-        raise ArtifactInvalid(
-            f"The skops file failed to load: {type(exc).__name__}: {exc}"
-        ) from None
+        finished = jail.run(
+            module,
+            args,
+            workdir=workdir,
+            timeout=timeout,
+            memory_mb=settings.SANDBOX_MEMORY_MB,
+            require_landlock=settings.SANDBOX_REQUIRE_LANDLOCK,
+        )
+    except subprocess.TimeoutExpired:
+        raise ArtifactInvalid(f"{what} took longer than {timeout} s and was stopped.") from None
+    try:
+        return json.loads(jail.read_inside(workdir, OUTCOME))
+    except (OSError, ValueError):
+        logger.error("%s: sandbox %s failed: %s", what, module, finished.stderr[-2000:])
+        raise ArtifactInvalid(_crash_reason(finished, what)) from None
 
 
 def convert_pickle(data: bytes) -> bytes:
-    """Turn joblib/pickle bytes into skops bytes in a separate process (never unpickle here)."""
+    """Turn joblib/pickle bytes into skops bytes in a jailed process (never unpickle here)."""
     if not settings.MODELPORT_ALLOW_PICKLE:
         raise PickleNotAllowed(
             "joblib/pickle artifacts can run code when loaded and are refused. Save the model "
@@ -113,51 +145,59 @@ def convert_pickle(data: bytes) -> bytes:
     with tempfile.TemporaryDirectory(prefix="modelport-pickle-") as workdir:
         source, target = Path(workdir, "artifact.joblib"), Path(workdir, "artifact.skops")
         source.write_bytes(data)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(settings.BASE_DIR),
-            "MODELPORT_TRUSTED_TYPES": ",".join(settings.MODELPORT_TRUSTED_TYPES),
-        }
-        try:
-            finished = subprocess.run(
-                [sys.executable, "-m", "modelregistry.sandbox", str(source), str(target)],
-                cwd=workdir,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=settings.PICKLE_VALIDATION_TIMEOUT_SECONDS,
-            )
-        except subprocess.TimeoutExpired:
-            raise ArtifactInvalid("Opening the pickle took too long.") from None
-        lines = finished.stdout.strip().splitlines()
-        try:
-            outcome = json.loads(lines[-1])
-        except (IndexError, ValueError):
-            logger.error("pickle sandbox crashed: %s", finished.stderr[-2000:])
-            raise ArtifactInvalid("The pickle could not be opened (the checker crashed).") from None
+        outcome = _run_sandbox(
+            "modelregistry.sandbox",
+            [str(source), str(target), ",".join(settings.MODELPORT_TRUSTED_TYPES)],
+            workdir=workdir,
+            timeout=settings.PICKLE_VALIDATION_TIMEOUT_SECONDS,
+            what="Opening the pickle",
+        )
         if not outcome["ok"]:
             message = outcome["error"]
             if "refused type" in message:
                 raise UntrustedType(f"The pickle was refused: {message}.")
             raise ArtifactInvalid(f"The pickle could not be opened: {message}")
-        return target.read_bytes()
+        return jail.read_inside(workdir, target.name)
+
+
+def _check_in_sandbox(
+    data: bytes, sample: bytes | None
+) -> tuple[dict, acceleration.Conversion | None]:
+    """`check_upload` in a jailed child: (check_estimator's report, the ONNX outcome or None)."""
+    with tempfile.TemporaryDirectory(prefix="modelport-check-") as workdir:
+        Path(workdir, check_upload.ARTIFACT).write_bytes(data)
+        if sample:
+            Path(workdir, check_upload.SAMPLE).write_bytes(sample)
+        request = {
+            "trusted_types": list(settings.MODELPORT_TRUSTED_TYPES),
+            "onnx": settings.ONNX_ENABLED,
+        }
+        Path(workdir, check_upload.REQUEST).write_text(json.dumps(request))
+        outcome = _run_sandbox(
+            "modelregistry.check_upload",
+            [workdir],
+            workdir=workdir,
+            timeout=settings.SANDBOX_TIMEOUT_SECONDS,
+            what="Checking the artifact",
+        )
+        if not outcome["ok"]:
+            refusal = REFUSALS.get(outcome["code"], ArtifactInvalid)
+            raise refusal(outcome["detail"], errors=outcome["errors"])
+        fields = outcome["onnx"]
+        if fields is None:
+            return outcome["report"], None
+        return outcome["report"], acceleration.Conversion(
+            **check_upload.decode_fields(fields, workdir)
+        )
 
 
 def validate_artifact(
     data: bytes, *, format: str, sample: bytes | None = None
 ) -> ValidatedArtifact:
-    """Run every check a version needs before it may be stored: load, schema, smoke test."""
+    """Run every check a version needs before it may be stored (load under the allowlist,
+    schema, smoke test, ONNX conversion), all of it in a jailed child process."""
     serving_data = data if format == ArtifactFormat.SKOPS else convert_pickle(data)
-    estimator = load_skops(serving_data)
-    report = schema.check_estimator(estimator, sample=sample)
-    onnx = None
-    if settings.ONNX_ENABLED:
-        onnx = acceleration.convert(
-            estimator,
-            schema=report["input_schema"],
-            output=report["output_info"],
-            reference=schema.reference_rows(report["input_schema"], sample),
-        )
+    report, onnx = _check_in_sandbox(serving_data, sample)
     return ValidatedArtifact(
         format=format, data=data, serving_data=serving_data, onnx=onnx, **report
     )

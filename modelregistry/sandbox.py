@@ -1,22 +1,24 @@
 """Open a joblib/pickle artifact in a throwaway process and convert it to skops.
 
-Run as `python -m modelregistry.sandbox IN OUT` by `loader.convert_pickle`: web processes
+Run as `python -m modelregistry.jail ... modelregistry.sandbox IN OUT TRUSTED` by
+`loader.convert_pickle`, confined to the directory of IN and OUT (see `jail`): web processes
 never unpickle. Every global the pickle names goes through `trust.resolve_pickle_global`,
 so a pickle that calls os.system, open or numpy.save is refused before anything runs.
-Prints one JSON line: {"ok": true} or {"ok": false, "error": "..."}.
+TRUSTED is MODELPORT_TRUSTED_TYPES, comma-separated. Writes `outcome.json` beside OUT:
+{"ok": true} or {"ok": false, "error": "..."}.
 """
 
 import json
-import os
 import pickle
 import sys
+from pathlib import Path
 
 import joblib.numpy_pickle
 import skops.io
 
 from modelregistry.trust import check_pickle_call, is_trusted_type, resolve_pickle_global
 
-EXTRA_TRUSTED = tuple(t.strip() for t in os.environ.get("MODELPORT_TRUSTED_TYPES", "").split(","))
+EXTRA_TRUSTED: tuple[str, ...] = ()  # set by main() from the command line
 
 
 class RestrictedUnpickler(joblib.numpy_pickle.NumpyUnpickler):
@@ -53,13 +55,15 @@ def convert(source: str, target: str) -> None:
 
 
 def main() -> int:
-    source, target = sys.argv[1], sys.argv[2]
+    global EXTRA_TRUSTED
+    source, target, trusted = sys.argv[1], sys.argv[2], sys.argv[3]
+    EXTRA_TRUSTED = tuple(name.strip() for name in trusted.split(",") if name.strip())
     try:
         convert(source, target)
+        outcome = {"ok": True}
     except Exception as exc:  # report any failure as data; the parent decides
-        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    print(json.dumps({"ok": True}))
+        outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    Path(target).with_name("outcome.json").write_text(json.dumps(outcome))
     return 0
 
 

@@ -279,6 +279,12 @@ ONNX_ENABLED = env_bool("ONNX_ENABLED", True)
 MODELPORT_ALLOW_PICKLE = env_bool("MODELPORT_ALLOW_PICKLE", False)
 MODELPORT_TRUSTED_TYPES = env_list("MODELPORT_TRUSTED_TYPES", "")
 PICKLE_VALIDATION_TIMEOUT_SECONDS = env_int("PICKLE_VALIDATION_TIMEOUT_SECONDS", 120, minimum=1)
+# Every new upload is loaded, smoke-tested and converted to ONNX in a child process that may write
+# only inside its own temp dir (Linux Landlock; modelregistry/jail.py), within these bounds.
+SANDBOX_TIMEOUT_SECONDS = env_int("SANDBOX_TIMEOUT_SECONDS", 120, minimum=1)
+SANDBOX_MEMORY_MB = env_int("SANDBOX_MEMORY_MB", 4096, minimum=256)
+# false: run that child even where the kernel has no Landlock (writes are then NOT confined).
+SANDBOX_REQUIRE_LANDLOCK = env_bool("SANDBOX_REQUIRE_LANDLOCK", True)
 
 # Predictions
 PREDICT_SYNC_MAX_ROWS = env_int("PREDICT_SYNC_MAX_ROWS", 10_000, minimum=1)

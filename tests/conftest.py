@@ -2,6 +2,7 @@
 
 import pytest
 import skops.io
+from django.conf import settings as django_settings
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -102,14 +103,33 @@ def iris_artifact() -> bytes:
     return skops.io.dumps(demo.train_iris())
 
 
+_validated: dict[tuple, loader.ValidatedArtifact] = {}
+
+
+def validated_once(artifact: bytes, sample: bytes | None) -> loader.ValidatedArtifact:
+    """`loader.validate_artifact` of a skops artifact, run once per session for the settings
+    it depends on: each run starts a sandbox process, which costs seconds."""
+    key = (
+        artifact,
+        sample,
+        django_settings.ONNX_ENABLED,
+        tuple(django_settings.MODELPORT_TRUSTED_TYPES),
+    )
+    if key not in _validated:
+        _validated[key] = loader.validate_artifact(artifact, format="skops", sample=sample)
+    return _validated[key]
+
+
 @pytest.fixture
 def registered_version(db, house_artifact, house_sample):
-    """house-prices v1, registered and promoted."""
+    """house-prices v1, registered and promoted (its validation shared by the session; tests
+    of validation itself upload for real)."""
     version = services.register_version(
         model_name="house-prices",
         artifact=house_artifact,
         filename="house.skops",
         sample=house_sample,
+        validated=validated_once(house_artifact, house_sample),
     )
     services.set_default_version(version=version)
     return version

@@ -1,9 +1,15 @@
 """The registry API through DRF's APIClient: status, body shape, rows and files."""
 
+import pandas as pd
 import pytest
+import sklearn.datasets
+import skops.io
 from django.core.files.uploadedfile import SimpleUploadedFile
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
-from modelregistry.models import DefaultChange, ModelVersion
+from modelregistry.models import DefaultChange, ModelVersion, RegisteredModel
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +85,36 @@ def test_invalid_artifact_returns_problem_and_stores_nothing(api_client, media_r
     assert body["request_id"] == response["X-Request-ID"]
     assert "skops" in body["detail"]
     assert not ModelVersion.objects.exists()
+    assert sorted(p for p in media_root.rglob("*") if p.is_file()) == before
+
+
+def test_a_scikit_learn_only_artifact_that_writes_a_file_is_refused_and_writes_nothing(
+    api_client, media_root, tmp_path
+):
+    # issue 14: every name is sklearn.*, and the smoke prediction used to write `target`.
+    features = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0]})
+    steps = [("write", FunctionTransformer(None)), ("regressor", LinearRegression())]
+    model = Pipeline(steps).fit(features, [1.0, 2.0, 3.0, 4.0])
+    target = tmp_path / "owned.svmlight"
+    model.named_steps["write"].set_params(
+        func=sklearn.datasets.dump_svmlight_file, kw_args={"y": [0, 1, 0, 1], "f": str(target)}
+    )
+    before = sorted(p for p in media_root.rglob("*") if p.is_file())
+    response = upload(
+        api_client,
+        "owned",
+        skops.io.dumps(model),
+        sample=SimpleUploadedFile("sample.csv", features.to_csv(index=False).encode()),
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == PROBLEM
+    body = response.json()
+    name = "sklearn.datasets._svmlight_format_io.dump_svmlight_file"
+    assert body["code"] == "untrusted_type"
+    assert name in body["detail"]
+    assert [error["message"] for error in body["errors"]] == [name]
+    assert not target.exists()
+    assert not ModelVersion.objects.exists() and not RegisteredModel.objects.exists()
     assert sorted(p for p in media_root.rglob("*") if p.is_file()) == before
 
 

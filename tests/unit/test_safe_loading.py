@@ -26,6 +26,7 @@ from modelregistry.errors import (
     VersionNotReady,
 )
 from modelregistry.models import ArtifactFormat, ModelVersion, RegisteredModel, VersionStatus
+from tests.unit.artifact_functions import double_values
 
 HOUSE_FEATURES = [*demo.HOUSE_NUMERIC, "ocean_proximity"]
 
@@ -38,11 +39,6 @@ class Exploit:
 
     def __reduce__(self):
         return self.func, self.args
-
-
-def double_values(values):
-    """A module-level function: skops and pickle name it tests.unit.test_safe_loading...."""
-    return values * 2
 
 
 def global_name(obj) -> str:
