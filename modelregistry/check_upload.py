@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelregistry import acceleration, schema, trust
+from modelregistry import schema, trust
 from modelregistry.errors import ArtifactInvalid, ServingError
 from modelregistry.jail import read_inside
 
@@ -65,6 +65,8 @@ def check(workdir: str, request: dict) -> dict:
     report = schema.check_estimator(estimator, sample=sample)
     onnx = None
     if request["onnx"]:
+        from modelregistry import acceleration  # onnxruntime: only when asked, it takes a while
+
         conversion = acceleration.convert(
             estimator,
             schema=report["input_schema"],

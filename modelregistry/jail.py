@@ -22,6 +22,7 @@ Kept free of Django imports: the child imports it before anything else.
 """
 
 import argparse
+import contextlib
 import ctypes
 import os
 import resource
@@ -254,7 +255,8 @@ def run(
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have ended in the meantime
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise
     return subprocess.CompletedProcess(

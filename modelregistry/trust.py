@@ -5,8 +5,9 @@ Kept free of Django imports: the sandbox processes import it on their own.
 A skops artifact may name, besides the types skops itself trusts (builtins, numpy arrays and
 ufuncs, scipy sparse matrices and ufuncs, scikit-learn's estimators):
 - a class in TRUSTED_CLASSES: scikit-learn's estimators and the internal types a fitted one
-  holds, numpy's scalar types. Building one (skops calls `__new__` and sets its state, or calls
-  the class when it is itself a value) runs no code that reads or writes anything;
+  holds, numpy's scalar types. Building one (skops calls `__new__` and sets its state) runs no
+  code that reads or writes anything, and neither does calling one (a FunctionTransformer may
+  hold a class as its func);
 - a callable in TRUSTED_FUNCTIONS: a short reviewed list of pure functions (what a
   FunctionTransformer, a ColumnTransformer selector or SelectKBest's `score_func` calls);
 - a dotted name the operator lists in MODELPORT_TRUSTED_TYPES.
@@ -54,8 +55,9 @@ def _classes_in(module, base: type, *, exclude: tuple[str, ...] = ()) -> list[ty
     return [obj for obj in found if isinstance(obj, type) and issubclass(obj, base)]
 
 
-# The public estimators and transformers (what `all_estimators()` lists is only those: every
-# entry is a plain estimator class, none of them writes a file).
+# The public estimators and transformers. Reviewed for scikit-learn 1.9: `all_estimators()`
+# lists only estimator classes (no function, no dataset helper) and none of them writes a file;
+# what a meta-estimator calls (FunctionTransformer's func, a score_func) is checked on its own.
 _ESTIMATORS = [cls for _, cls in all_estimators() if type_name(cls).startswith("sklearn.")]
 # Internal types of fitted estimators, each reviewed: state holders and pure evaluators.
 _INTERNALS = [

@@ -27,7 +27,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from modelregistry import acceleration, check_upload, demo, jail, loader, schema
+from modelregistry import acceleration, check_upload, demo, jail, loader, schema, trust
 from modelregistry.errors import ArtifactInvalid, UntrustedType
 from modelregistry.models import ArtifactFormat
 
@@ -142,6 +142,21 @@ def test_a_file_writing_callable_is_refused_and_writes_nothing(label, settings, 
     assert refused in [error["message"] for error in caught.value.errors]
     assert refused in caught.value.detail
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_allowlist_names_exact_objects_not_prefixes():
+    assert trust.is_trusted_type("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")
+    assert trust.is_trusted_type("sklearn.feature_selection._univariate_selection.f_regression")
+    for name in [
+        DUMP_SVMLIGHT,
+        "sklearn.utils._testing.assert_run_python_script_without_output",
+        "sklearn.preprocessing._data.StandardScaler.transform",  # a bound method
+        "sklearn.metrics._dist_metrics.PyFuncDistance64",  # calls a Python function
+        "numpy.save",
+        "numpy.memmap",
+    ]:
+        assert not trust.is_trusted_type(name), name
+    assert trust.is_trusted_type("numpy.save", extra=["numpy.save"])
 
 
 @pytest.mark.parametrize(
