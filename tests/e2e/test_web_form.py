@@ -167,3 +167,35 @@ def test_bad_files_show_a_readable_error_on_the_page(page):
     text = message.inner_text()
     assert "{" not in text and "<" not in text, text
     expect(page.locator("#result")).to_be_hidden()
+
+
+@pytest.fixture
+def opted_in_approximate(served, model_name, approximate_house_artifact, house_sample, settings):
+    """v2 of the test model: only its float32 ONNX model serves, opted in, promoted."""
+    from modelregistry import services
+
+    settings.ONNX_ENABLED = True
+    version = services.register_version(
+        model_name=model_name,
+        artifact=approximate_house_artifact,
+        filename="house.skops",
+        sample=house_sample,
+    )
+    services.set_serving_options(version=version, serves_approximate=True)
+    services.set_default_version(version=version)
+    return version
+
+
+def test_an_approximate_answer_says_so_on_the_page(
+    opted_in_approximate, page, model_name, house_rows
+):
+    expect(page.locator("#version option").first).to_have_text("Default version (v2)")
+    choose_file(page, "rows.csv", house_rows.head(5).to_csv(index=False).encode())
+    page.click("#submit")
+
+    difference = f"{opted_in_approximate.onnx_max_difference:.3g}"
+    summary = page.locator("#result-summary")
+    expect(summary).to_contain_text(f"{model_name} v2: 5 rows scored.")
+    expect(summary).to_contain_text("Approximate answers (onnx-approximate, up to ")
+    shown = summary.inner_text().split("up to ")[1].split(" ")[0]
+    assert float(shown) == pytest.approx(float(difference), rel=1e-2)

@@ -154,6 +154,11 @@ function showPredictions(body) {
     (body.rows_failed ? `, ${body.rows_failed} could not be scored.` : ".") +
     (body.ignored_fields && body.ignored_fields.length
       ? ` Ignored columns: ${body.ignored_fields.join(", ")}.`
+      : "") +
+    // Only a version opted in to an inexact path answers with this: say so beside the answers.
+    (body.approximate
+      ? ` Approximate answers (${body.approximate.path}, up to ` +
+        `${body.approximate.max_difference.toPrecision(3)} from the model's own).`
       : "");
   showErrors($("result-errors"), body.errors.map((error) => error.message), body.rows_failed);
   const rows = body.predictions.map((prediction, row) => {
