@@ -1,0 +1,81 @@
+"""Property tests of the parsers: whatever bytes or JSON arrive, in every format, the answer is
+rows or a ServingError (a 4xx in problem+json), never another exception (a 500)."""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from modelregistry.errors import ServingError
+from predictions import parsers, validation
+
+pytestmark = pytest.mark.django_db
+
+# Repeatable in CI (a failure found once is found every run) and bounded in time.
+PROPERTY = settings(
+    derandomize=True,
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+SCHEMA = {
+    "features": [
+        {"name": "a", "type": "number", "categories": None, "nullable": True},
+        {
+            "name": "b",
+            "type": "string",
+            "categories": ["x", "y"],
+            "nullable": False,
+            "handle_unknown": "error",
+        },
+    ]
+}
+FORMATS = sorted(parsers.PARSERS)
+TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.sampled_from(["a", "b"])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(TEXT, children, max_size=5),
+    max_leaves=30,
+)
+ENVELOPES = JSON_VALUES | st.fixed_dictionaries(
+    {},
+    optional={
+        "inputs": JSON_VALUES,
+        "columns": JSON_VALUES,
+        "data": JSON_VALUES,
+        "dataframe_split": JSON_VALUES,
+        "dataframe_records": JSON_VALUES,
+        "instances": JSON_VALUES,
+        "return_probabilities": JSON_VALUES,
+    },
+)
+
+
+def parse_and_check(body: bytes, content_type: str) -> None:
+    """Parse, then check the rows against a small schema: rows or a ServingError."""
+    try:
+        parsed = parsers.parse_body(body, content_type)
+        validation.check_rows(parsed.frame, SCHEMA, max_string_length=100)
+    except ServingError as error:
+        assert 400 <= error.status_code < 500, error
+
+
+@pytest.mark.parametrize("content_type", FORMATS)
+@PROPERTY
+@given(body=st.binary(max_size=300))
+def test_arbitrary_bytes_give_rows_or_a_client_error(content_type, body):
+    parse_and_check(body, content_type)
+
+
+@PROPERTY
+@given(value=ENVELOPES)
+def test_arbitrary_json_gives_rows_or_a_client_error(value):
+    parse_and_check(json.dumps(value).encode(), "application/json")
+
+
+@PROPERTY
+@given(values=st.lists(ENVELOPES, min_size=1, max_size=4))
+def test_arbitrary_json_lines_give_rows_or_a_client_error(values):
+    body = "\n".join(json.dumps(value) for value in values).encode()
+    parse_and_check(body, "application/x-ndjson")
