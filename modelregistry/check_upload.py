@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelregistry import schema, trust
+from modelregistry import jail, schema, trust
 from modelregistry.errors import ArtifactInvalid, ServingError
 from modelregistry.jail import read_inside
 
@@ -91,9 +91,12 @@ def main() -> int:
     except MemoryError:
         outcome = refusal(ArtifactInvalid("Checking the artifact ran out of memory."))
     except Exception as exc:  # anything else the artifact's code raised: refuse, with the reason
-        outcome = refusal(
-            ArtifactInvalid(f"The artifact could not be checked: {type(exc).__name__}: {exc}")
-        )
+        if jail.near_memory_limit():  # a failed allocation can surface as any error
+            outcome = refusal(ArtifactInvalid("Checking the artifact ran out of memory."))
+        else:
+            outcome = refusal(
+                ArtifactInvalid(f"The artifact could not be checked: {type(exc).__name__}: {exc}")
+            )
     Path(workdir, OUTCOME).write_text(json.dumps(outcome, default=_json_value))
     return 0
 

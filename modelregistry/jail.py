@@ -37,6 +37,8 @@ SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF =
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
 FS_WRITE_FILE = 1 << 1
+OUT_OF_MEMORY_MARK = "Cannot allocate memory"  # one of loader.OUT_OF_MEMORY_SIGNS
+NEAR_LIMIT = 0.9  # a peak above this share of RLIMIT_AS means the limit was what failed
 FS_REMOVE_DIR, FS_REMOVE_FILE = 1 << 4, 1 << 5
 FS_MAKE_ANY = sum(1 << bit for bit in range(6, 13))  # char, dir, reg, sock, fifo, block, sym
 FS_REFER = 1 << 13  # ABI 2: link or rename a file into another directory
@@ -300,7 +302,31 @@ def main() -> None:
     )
     print(how, file=sys.stderr)
     sys.argv = [options.module, *options.args]
-    runpy.run_module(options.module, run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(options.module, run_name="__main__", alter_sys=True)
+    except BaseException:
+        # Under RLIMIT_AS a failed allocation inside an import can surface as any error
+        # (SystemError, ImportError): say so when the address space reached the limit.
+        if near_memory_limit():
+            print(f"{OUT_OF_MEMORY_MARK} (address space reached the limit)", file=sys.stderr)
+        raise
+
+
+def near_memory_limit() -> bool:
+    """Whether this process's address space has reached its RLIMIT_AS (within NEAR_LIMIT)."""
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return limit != resource.RLIM_INFINITY and address_space_peak() >= NEAR_LIMIT * limit
+
+
+def address_space_peak() -> int:
+    """The largest address space this process has had, in bytes (VmPeak), or 0."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmPeak:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ OUT_OF_MEMORY_SIGNS = (
     "MemoryError",
     "bad_alloc",
     "failed to map segment",
-    "Cannot allocate memory",
+    jail.OUT_OF_MEMORY_MARK,  # "Cannot allocate memory"; also what the jail says near the limit
 )
 REFUSALS = {"untrusted_type": UntrustedType, "artifact_invalid": ArtifactInvalid}
 EXTENSIONS = {
