@@ -1,18 +1,6 @@
-"""Errors of the serving domain; every one renders as one JSON problem (see predictions.errors)."""
+"""Errors of models and versions; each renders as one problem+json body (core.errors)."""
 
-
-class ServingError(Exception):
-    """Base of every error a client may see: an HTTP status and a stable code."""
-
-    status_code = 400
-    code = "bad_request"
-    title = "Bad request"
-
-    def __init__(self, detail: str = "", *, errors: list | None = None, headers=None):
-        super().__init__(detail or self.title)
-        self.detail = detail or self.title
-        self.errors = errors or []
-        self.headers = headers or {}
+from core.errors import ServingError
 
 
 class ModelNotFound(ServingError):

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from django.conf import settings
 
-from predictions import metrics  # every Prometheus collector lives there
+from core import metrics
 
 from . import acceleration, check_upload, jail, serving, storage, trust
 from .errors import (

@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 
+from core import metrics
 from modelregistry import serving
-
-from . import metrics
 
 IDLE_EXIT_SECONDS = 60  # a batcher thread with nothing to do for this long ends (and restarts)
 

@@ -1,30 +1,24 @@
-"""Prediction and job endpoints, health, JSON pages for Django's own errors, the web pages."""
+"""Prediction and job endpoints, and the web pages."""
 
 from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
-from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.views.generic import TemplateView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import PROBLEM_CONTENT_TYPE, problem
 from modelregistry.models import RegisteredModel
 from modelregistry.serving import APPROXIMATE_HEADER
 
-from . import jobfiles, metrics, monitoring, readiness, services, uploads
-from .errors import (
-    PROBLEM_CONTENT_TYPE,
-    InvalidInput,
-    JobNotFound,
-    ResultsNotReady,
-    problem,
-    problem_response,
-)
-from .middleware import note_request
+from . import jobfiles, monitoring, services, uploads
+from .errors import InvalidInput, JobNotFound, ResultsNotReady
 from .models import JobStatus, PredictionJob
 from .openapi import job_schema, predict_schema
 from .permissions import PredictPermission
+from .request_log import note_request
 from .serializers import JobOutput, prediction_body
 from .throttles import PredictThrottle
 
@@ -211,75 +205,6 @@ class JobErrorsView(APIView):
             filename=f"{job.id}-errors.csv",
             content_type="text/csv; charset=utf-8",
         )
-
-
-def health(request):
-    """Liveness: this process answers (no dependencies checked)."""
-    return JsonResponse({"status": "ok"})
-
-
-def metrics_view(request):
-    """Prometheus metrics of this instance (all its workers), for METRICS_ALLOWED_NETWORKS
-    only; nginx applies the same rule in front."""
-    if not metrics.may_scrape(request.META.get("REMOTE_ADDR")):
-        return problem_response(
-            request,
-            status=403,
-            code="metrics_forbidden",
-            title="Forbidden",
-            detail="/metrics is only served to METRICS_ALLOWED_NETWORKS.",
-        )
-    body, content_type = metrics.exposition(metrics.web_registry())
-    return HttpResponse(body, content_type=content_type)
-
-
-def ready(request):
-    """Readiness: 200 when the database, Redis and every default model are usable, else a
-    503 problem naming the failing parts (with every check's state in `checks`)."""
-    checks = readiness.check_all()
-    failing = readiness.failing_parts(checks)
-    if not failing:
-        return JsonResponse({"status": "ok", "checks": checks})
-    body = problem(
-        status=503,
-        code="not_ready",
-        title="Not ready",
-        detail=f"Not ready: {', '.join(failing)}.",
-        request=request,
-    )
-    return JsonResponse({**body, "checks": checks}, status=503, content_type=PROBLEM_CONTENT_TYPE)
-
-
-def not_found(request, exception=None):
-    return problem_response(
-        request, status=404, code="not_found", title="Not found", detail="No such URL."
-    )
-
-
-def server_error(request):
-    return problem_response(
-        request,
-        status=500,
-        code="server_error",
-        title="Server error",
-        detail="An internal error occurred; quote the request id when reporting it.",
-    )
-
-
-def bad_request(request, exception=None):
-    return problem_response(
-        request, status=400, code="bad_request", title="Bad request", detail="Bad request."
-    )
-
-
-def permission_denied(request, exception=None):
-    return problem_response(
-        request,
-        status=403,
-        code="permission_denied",
-        title="Permission denied",
-        detail="Permission denied.",
-    )
 
 
 # --- Web pages

@@ -1,5 +1,5 @@
 """The RQ worker class: loads the default models once, before it forks work horses, and
-serves the worker's Prometheus metrics.
+serves the worker's Prometheus metrics (its process tree, the queues, jobs by status).
 
 RQ runs every job in a freshly forked horse, so a model loaded inside a job is loaded again by
 the next one. Loaded in the worker itself, it is inherited by every horse (copy-on-write).
@@ -7,13 +7,21 @@ the next one. Loaded in the worker itself, it is inherited by every horse (copy-
 
 import gc
 import logging
+import os
 
+import django_rq
 from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.models import Count
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from redis.exceptions import RedisError
 from rq import Worker
 
+from core import exposition, metrics
 from modelregistry import loader
 
-from . import metrics
+from .models import JobStatus, PredictionJob
 
 logger = logging.getLogger(__name__)
 HORSE = "horse"
@@ -23,8 +31,10 @@ class ModelportWorker(Worker):
     def work(self, *args, **kwargs):
         if settings.WORKER_METRICS_PORT:
             if metrics.MULTIPROCESS_DIR:
-                metrics.serve_worker_metrics(
-                    port=settings.WORKER_METRICS_PORT, address=settings.WORKER_METRICS_ADDRESS
+                exposition.serve_metrics(
+                    worker_registry(),
+                    port=settings.WORKER_METRICS_PORT,
+                    address=settings.WORKER_METRICS_ADDRESS,
                 )
             else:
                 logger.warning(
@@ -47,3 +57,46 @@ class ModelportWorker(Worker):
             return super().monitor_work_horse(job, queue)
         finally:
             metrics.mark_process_dead(HORSE)
+
+
+class QueueCollector:
+    """Read at scrape time by the RQ workers' endpoint: jobs waiting in each RQ queue, live
+    workers, and background jobs in the database by status. Every worker reports the same
+    figures, so dashboards take the max over workers, not the sum."""
+
+    def collect(self):
+        try:
+            depth = GaugeMetricFamily(
+                "modelport_rq_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"]
+            )
+            for name in settings.RQ_QUEUES:
+                depth.add_metric([name], django_rq.get_queue(name).count)
+            workers = GaugeMetricFamily(
+                "modelport_rq_workers",
+                "RQ workers registered in Redis.",
+                Worker.count(connection=django_rq.get_connection()),
+            )
+            yield from (depth, workers)
+        except RedisError as exc:
+            logger.warning("queue metrics left out, Redis did not answer: %s", exc)
+        try:
+            counts = dict(
+                PredictionJob.objects.values_list("status").annotate(count=Count("pk")).order_by()
+            )
+            jobs = GaugeMetricFamily(
+                "modelport_jobs", "Background jobs in the database, by status.", labels=["status"]
+            )
+            for status in JobStatus:
+                jobs.add_metric([status.value], counts.get(status.value, 0))
+            yield jobs
+        except DatabaseError as exc:
+            logger.warning("job metrics left out, the database did not answer: %s", exc)
+        finally:
+            connection.close()  # each scrape runs in a new thread of the metrics server
+
+
+def worker_registry() -> CollectorRegistry:
+    """The RQ worker's endpoint: the worker and its horses, queue depth, jobs by status."""
+    return exposition.registry(
+        exposition.ProcessTreeCollector(os.getpid, ("worker", "horse")), QueueCollector()
+    )

@@ -49,7 +49,7 @@ errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
 
 
-# Prometheus multiprocess mode (predictions/metrics.py): each instance has its own
+# Prometheus multiprocess mode (core/metrics.py): each instance has its own
 # PROMETHEUS_MULTIPROC_DIR, emptied when the instance starts. Each worker writes its values
 # under a slot name (web0, web1, ...) that the worker replacing it takes over, so recycled
 # workers continue the same files instead of leaving one set per pid behind.
@@ -68,7 +68,7 @@ def pre_fork(server, worker):
 
 
 def post_fork(server, worker):
-    # Read by predictions.metrics when the app is imported, right after this hook.
+    # Read by core.metrics when the app is imported, right after this hook.
     os.environ["MODELPORT_METRICS_PROCESS"] = f"web{worker.metrics_slot}"
 
 

@@ -119,14 +119,15 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "core",
     "modelregistry",
     "predictions",
 ]
 
 MIDDLEWARE = [
-    "predictions.middleware.RequestIdMiddleware",
+    "core.request_id.RequestIdMiddleware",
     # Times everything below it (metrics for every request, a RequestLog row per API request).
-    "predictions.middleware.RequestLogMiddleware",
+    "predictions.request_log.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -342,16 +343,16 @@ AUTH_TOKEN_CACHE_SECONDS = env_int("AUTH_TOKEN_CACHE_SECONDS", 2)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "predictions.authentication.CachedTokenAuthentication",
+        "core.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["predictions.renderers.ORJSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["core.renderers.ORJSONRenderer"],
     "DEFAULT_THROTTLE_RATES": {"predictions": PREDICT_THROTTLE_RATE},
     # `?format=` picks a download's file format (jobs), not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "predictions.errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # The client address (throttling, the request log) is the last NUM_PROXIES-th entry of
     # X-Forwarded-For: nginx appends the address it saw, so a client's own entries never count.
@@ -375,7 +376,7 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "predictions.middleware.RequestIdLogFilter"}},
+    "filters": {"request_id": {"()": "core.request_id.RequestIdLogFilter"}},
     "formatters": {
         "plain": {
             "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",

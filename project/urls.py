@@ -6,6 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from predictions import views as prediction_views
 
+from . import ops
+
 urlpatterns = [
     path("", prediction_views.UploadPageView.as_view(), name="upload"),
     path("monitoring/", prediction_views.MonitoringView.as_view(), name="monitoring"),
@@ -17,12 +19,12 @@ urlpatterns = [
     path("api/v1/", include("predictions.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("healthz", prediction_views.health, name="health"),
-    path("readyz", prediction_views.ready, name="ready"),
-    path("metrics", prediction_views.metrics_view, name="metrics"),
+    path("healthz", ops.health, name="health"),
+    path("readyz", ops.ready, name="ready"),
+    path("metrics", ops.metrics_view, name="metrics"),
 ]
 
-handler400 = "predictions.views.bad_request"
-handler403 = "predictions.views.permission_denied"
-handler404 = "predictions.views.not_found"
-handler500 = "predictions.views.server_error"
+handler400 = "project.ops.bad_request"
+handler403 = "project.ops.permission_denied"
+handler404 = "project.ops.not_found"
+handler500 = "project.ops.server_error"

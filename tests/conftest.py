@@ -11,8 +11,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
+from core.authentication import forget_tokens
 from modelregistry import demo, loader, services
-from predictions.authentication import forget_tokens
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,10 +26,11 @@ from rq.job import Dependency
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
 
+from core import metrics
 from modelregistry.errors import ServingError
 from modelregistry.models import ModelVersion
 
-from .. import jobfiles, metrics, parsers
+from .. import jobfiles, parsers
 from ..errors import EmptyInput, InvalidInput, JobFinished, MalformedRequest, QueueUnavailable
 from ..models import FINISHED_STATUSES, InputFormat, JobStatus, PredictionJob
 from ..parsers import ParsedInput

@@ -15,9 +15,8 @@ import orjson
 from django.conf import settings
 from django.core.cache import caches
 
+from core import metrics
 from modelregistry import serving
-
-from .. import metrics
 
 logger = logging.getLogger(__name__)
 CACHE_ALIAS = "predictions"

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
+from core import metrics
 from modelregistry import loader, serving
 from modelregistry.errors import ModelUnavailable
 from modelregistry.models import ModelVersion, VersionStatus
 from modelregistry.serving import ServingPlan
 
-from .. import batching, metrics, validation
+from .. import batching, validation
 from ..errors import EmptyInput, InvalidInput
 from ..parsers import ParsedInput
 from ..validation import CheckedRows

@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from predictions import authentication
+from core import authentication
 
 pytestmark = pytest.mark.django_db
 

@@ -69,7 +69,7 @@ def test_cleanup_deletes_rows_past_the_retention(registered_version, api_client,
 def test_batched_rows_wait_for_the_flush_and_a_failed_batch_is_retried_once(
     registered_version, api_client, house_rows, settings, monkeypatch
 ):
-    from predictions.middleware import log_writer
+    from predictions.request_log import log_writer
 
     settings.REQUEST_LOG_FLUSH_MS = 600_000  # only explicit flushes write
     for i in range(3):

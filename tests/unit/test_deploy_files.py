@@ -12,7 +12,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from predictions import metrics
+from core import exposition
+from predictions import worker
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
@@ -122,9 +123,9 @@ def defined_metrics() -> set[str]:
     QueueCollector reads Redis (REDIS_URL) and the database, and closes its connection (it runs
     in the metrics server's threads): the tests using it are transactional to survive that.
     """
-    queue_families = series_names(metrics.QueueCollector().collect())
+    queue_families = series_names(worker.QueueCollector().collect())
     assert queue_families == WORKER_ONLY, "QueueCollector left families out: is Redis up?"
-    process = metrics.ProcessTreeCollector(os.getpid, ("worker", "horse"))
+    process = exposition.ProcessTreeCollector(os.getpid, ("worker", "horse"))
     return series_names(REGISTRY.collect()) | series_names(process.collect()) | queue_families
 
 
@@ -137,11 +138,11 @@ def unknown_metrics(queries: list[tuple[str, str]], defined: set[str]) -> list:
 @pytest.mark.django_db(transaction=True)
 def test_dashboard_uses_only_defined_metrics(defined_metrics):
     unknown = unknown_metrics(PANEL_QUERIES + VARIABLE_QUERIES, defined_metrics)
-    assert not unknown, f"metrics that predictions/metrics.py does not define: {unknown}"
+    assert not unknown, f"metrics that the collectors do not define: {unknown}"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_alerts_use_only_defined_metrics(defined_metrics):
     queries = [(rule["alert"], rule["expr"]) for rule in ALERT_RULES]
     unknown = unknown_metrics(queries, defined_metrics)
-    assert not unknown, f"metrics that predictions/metrics.py does not define: {unknown}"
+    assert not unknown, f"metrics that the collectors do not define: {unknown}"

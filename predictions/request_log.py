@@ -1,56 +1,23 @@
-"""Request id for every request (taken from X-Request-ID, which nginx sets, or generated), the
-HTTP metrics of every request, and one RequestLog row per API request (written in batches)."""
+"""The HTTP metrics of every request, and one RequestLog row per API request, written in
+batches from a thread of each process (RequestLogWriter)."""
 
 import atexit
-import contextvars
 import ipaddress
 import logging
 import os
-import re
 import threading
 import time
-import uuid
 
 import orjson
 from django.conf import settings
 from django.utils import timezone
 from rest_framework.throttling import BaseThrottle
 
-from . import metrics
+from core import metrics
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
-REQUEST_ID_HEADER = "X-Request-ID"
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-class RequestIdMiddleware:
-    """Attach `request.request_id`, echo it in the response header and in every log line."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request.request_id = request_id
-        token = current_request_id.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            current_request_id.reset(token)
-        response[REQUEST_ID_HEADER] = request_id
-        return response
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Add `request_id` to every log record (a dash outside a request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id.get()
-        return True
 
 
 def note_request(request, **fields) -> None:

@@ -1,4 +1,5 @@
-"""Every Prometheus collector, defined once at import, and the registries /metrics serves.
+"""Every Prometheus collector, defined once at import, and the observe_*() calls that feed them
+(core.exposition serves them).
 
 Under gunicorn and in RQ workers, `PROMETHEUS_MULTIPROC_DIR` (one directory per instance or
 worker, emptied at its start) switches prometheus-client to multiprocess mode: each process
@@ -12,25 +13,16 @@ Labels take few values: endpoint names, status codes, model names and version nu
 model has been resolved (never the name a client typed for an unknown model), never ids.
 """
 
-import ipaddress
 import logging
 import os
-from pathlib import Path
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
     multiprocess,
-    start_http_server,
     values,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.process_collector import ProcessCollector
 
 logger = logging.getLogger(__name__)
 
@@ -242,163 +234,3 @@ def job_finished(*, job, status: str) -> None:
         seconds = max((job.finished_at - job.created_at).total_seconds(), 1e-6)
         JOB_DURATION.labels(*labels).observe(seconds)
         JOB_ROWS_PER_SECOND.labels(*labels).observe((job.rows_total or 0) / seconds)
-
-
-class ProcessTreeCollector:
-    """process_* metrics (CPU, memory, open files) of a process and its children, summed by
-    role: under gunicorn the master and its workers, in an RQ worker the worker and its horse.
-
-    prometheus-client's own process collector reports only the process that answers the
-    scrape, which in multiprocess mode is one worker picked at random.
-    """
-
-    SUMMED = ("cpu_seconds_total", "resident_memory_bytes", "virtual_memory_bytes", "open_fds")
-
-    def __init__(self, root_pid, roles: tuple[str, str]):
-        self._root_pid = root_pid  # a callable: the pid of the tree's root
-        self._roles = roles  # (the root's role, its children's role)
-
-    def _families(self, pid: int) -> dict[str, float]:
-        collector = ProcessCollector(pid=lambda: pid, registry=None)
-        return {
-            family.name.removeprefix("process_"): family.samples[0].value
-            for family in collector.collect()
-        }
-
-    def collect(self):
-        root = self._root_pid()
-        totals = {role: dict.fromkeys(self.SUMMED, 0.0) for role in self._roles}
-        root_values = self._families(root)
-        for pid in [root, *_children(root)]:
-            role = self._roles[0] if pid == root else self._roles[1]
-            found = root_values if pid == root else self._families(pid)
-            for name in self.SUMMED:
-                totals[role][name] += found.get(name.removesuffix("_total"), 0.0)
-        for name in self.SUMMED:
-            kind = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
-            family = kind(
-                f"process_{name.removesuffix('_total')}",
-                f"process_{name} summed over the processes of each role.",
-                labels=["role"],
-            )
-            for role in self._roles:
-                family.add_metric([role], totals[role][name])
-            yield family
-        for name in ("start_time_seconds", "max_fds"):
-            if name in root_values:
-                yield GaugeMetricFamily(
-                    f"process_{name}", f"process_{name} of the {self._roles[0]}.", root_values[name]
-                )
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]
-
-
-class _OursOnly:
-    """The families of another collector that are ours: django-rq defines a summary at import
-    (rq_request_processing_seconds_total) that promtool rejects and that we don't serve."""
-
-    PREFIXES = ("modelport_", "process_", "python_")
-
-    def __init__(self, collector):
-        self._collector = collector
-
-    def collect(self):
-        return (f for f in self._collector.collect() if f.name.startswith(self.PREFIXES))
-
-
-def registry(*extra_collectors) -> CollectorRegistry:
-    """What a scrape of this process serves: every process's values, added up, in
-    multiprocess mode; this process's own values (and process collectors) otherwise."""
-    served = CollectorRegistry()
-    if MULTIPROCESS_DIR:
-        served.register(_OursOnly(multiprocess.MultiProcessCollector(None, path=MULTIPROCESS_DIR)))
-        for collector in extra_collectors:
-            served.register(collector)
-    else:
-        served.register(_OursOnly(REGISTRY))
-    return served
-
-
-class QueueCollector:
-    """Read at scrape time by the RQ workers' endpoint: jobs waiting in each RQ queue, live
-    workers, and background jobs in the database by status. Every worker reports the same
-    figures, so dashboards take the max over workers, not the sum."""
-
-    def collect(self):
-        import django_rq
-        from django.conf import settings
-        from django.db import DatabaseError, connection
-        from django.db.models import Count
-        from redis.exceptions import RedisError
-        from rq import Worker
-
-        from .models import JobStatus, PredictionJob
-
-        try:
-            depth = GaugeMetricFamily(
-                "modelport_rq_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"]
-            )
-            for name in settings.RQ_QUEUES:
-                depth.add_metric([name], django_rq.get_queue(name).count)
-            workers = GaugeMetricFamily(
-                "modelport_rq_workers",
-                "RQ workers registered in Redis.",
-                Worker.count(connection=django_rq.get_connection()),
-            )
-            yield from (depth, workers)
-        except RedisError as exc:
-            logger.warning("queue metrics left out, Redis did not answer: %s", exc)
-        try:
-            counts = dict(
-                PredictionJob.objects.values_list("status").annotate(count=Count("pk")).order_by()
-            )
-            jobs = GaugeMetricFamily(
-                "modelport_jobs", "Background jobs in the database, by status.", labels=["status"]
-            )
-            for status in JobStatus:
-                jobs.add_metric([status.value], counts.get(status.value, 0))
-            yield jobs
-        except DatabaseError as exc:
-            logger.warning("job metrics left out, the database did not answer: %s", exc)
-        finally:
-            connection.close()  # each scrape runs in a new thread of the metrics server
-
-
-def web_registry() -> CollectorRegistry:
-    """/metrics of a gunicorn instance: all its workers, and the master's process tree."""
-    return registry(ProcessTreeCollector(os.getppid, ("master", "worker")))
-
-
-def worker_registry() -> CollectorRegistry:
-    """The RQ worker's endpoint: the worker and its horses, queue depth, jobs by status."""
-    return registry(ProcessTreeCollector(os.getpid, ("worker", "horse")), QueueCollector())
-
-
-def serve_worker_metrics(*, port: int, address: str) -> None:
-    """Serve worker_registry() over HTTP from a thread of this (RQ worker) process."""
-    start_http_server(port, addr=address, registry=worker_registry())
-    logger.info("worker metrics on http://%s:%d/metrics", address, port)
-
-
-def exposition(scraped: CollectorRegistry) -> tuple[bytes, str]:
-    """The text format of a registry and its content type."""
-    return generate_latest(scraped), CONTENT_TYPE_LATEST
-
-
-def may_scrape(remote_addr: str | None) -> bool:
-    """Whether a client address is in METRICS_ALLOWED_NETWORKS."""
-    from django.conf import settings
-
-    try:
-        address = ipaddress.ip_address(remote_addr or "")
-    except ValueError:
-        return False
-    return any(
-        address in ipaddress.ip_network(network) for network in settings.METRICS_ALLOWED_NETWORKS
-    )
