@@ -43,16 +43,17 @@ def setup_django() -> None:
 
 
 def admin_token() -> str | None:
-    """The API token of the admin user scripts/setup created; None when there is no such user."""
+    """A new API token of the admin user scripts/setup created; None when there is no such user."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+
+    from core.authentication import create_token
 
     username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         print(f"bench: no user {username!r}; run ./scripts/setup first.", file=sys.stderr)
         return None
-    return Token.objects.get_or_create(user=user)[0].key
+    return create_token(user)[1]
 
 
 def stack_env() -> dict:

@@ -115,7 +115,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
@@ -340,6 +340,9 @@ CACHES = {
 # Seconds a process trusts a token it looked up (0: ask the database on every request). A deleted
 # token or deactivated user is refused by every process within this time.
 AUTH_TOKEN_CACHE_SECONDS = env_int("AUTH_TOKEN_CACHE_SECONDS", 2)
+# API tokens are stored as SHA-512 digests (core/authentication.py); "mp_" marks ours (secret
+# scanners, logs), and they do not expire: staff delete them in the admin.
+REST_KNOX = {"TOKEN_TTL": None, "TOKEN_PREFIX": "mp_", "AUTH_HEADER_PREFIX": "Token"}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

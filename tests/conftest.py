@@ -4,14 +4,13 @@ import pytest
 import skops.io
 from django.conf import settings as django_settings
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
-from core.authentication import forget_tokens
+from core.authentication import create_token, forget_tokens
 from modelregistry import demo, loader, services
 
 
@@ -147,7 +146,7 @@ def reader_user(django_user_model):
 
 def _token_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user)[1]}")
     return client
 
 

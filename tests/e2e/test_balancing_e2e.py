@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io
-from rest_framework.authtoken.models import Token
 
+from core.authentication import create_token
 from modelregistry import demo
 from modelregistry import services as registry_services
 
@@ -200,7 +200,7 @@ def served(e2e_stack, django_user_model, house_model, house_artifact, house_samp
         "name": name,
         "v2": v2.number,
         "headers": {
-            "Authorization": f"Token {Token.objects.create(user=user).key}",
+            "Authorization": f"Token {create_token(user)[1]}",
             "Content-Type": "application/json",
         },
         "single": (

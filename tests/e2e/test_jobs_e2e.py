@@ -7,11 +7,11 @@ from pathlib import Path
 
 import django_rq
 import pytest
-from rest_framework.authtoken.models import Token
 from rq import Worker
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
+from core.authentication import create_token
 from modelregistry.demo import house_prices_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -23,7 +23,7 @@ JOB_DEADLINE_SECONDS = 120
 def client_headers(promoted_model, django_user_model):
     user = django_user_model.objects.create_user("e2e-jobs", password="x")
     return {
-        "Authorization": f"Token {Token.objects.create(user=user).key}",
+        "Authorization": f"Token {create_token(user)[1]}",
         "X-Model": promoted_model,
     }
 

@@ -9,8 +9,8 @@ import uuid
 from collections import Counter
 
 import pytest
-from rest_framework.authtoken.models import Token
 
+from core.authentication import create_token
 from modelregistry.demo import house_prices_data
 from predictions.models import RequestLog
 
@@ -39,7 +39,7 @@ DEADLINE_SECONDS = 60
 def token_headers(promoted_model, django_user_model):
     user = django_user_model.objects.create_user(f"monitor-{uuid.uuid4().hex[:6]}", password="x")
     return {
-        "Authorization": f"Token {Token.objects.create(user=user).key}",
+        "Authorization": f"Token {create_token(user)[1]}",
         "Content-Type": "application/json",
     }
 

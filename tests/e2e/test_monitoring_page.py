@@ -6,8 +6,8 @@ import time
 import orjson
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from rest_framework.authtoken.models import Token
 
+from core.authentication import create_token
 from predictions.models import RequestLog
 from predictions.monitoring import PREDICT_ENDPOINTS
 from tests.e2e.test_web_form import chromium_path
@@ -27,7 +27,7 @@ def headers(promoted_model, django_user_model) -> dict:
     """A staff user who can log in with a password and call the API with a token."""
     user = django_user_model.objects.create_user(USERNAME, password=PASSWORD, is_staff=True)
     return {
-        "Authorization": f"Token {Token.objects.create(user=user).key}",
+        "Authorization": f"Token {create_token(user)[1]}",
         "Content-Type": "application/json",
     }
 

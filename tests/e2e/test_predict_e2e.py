@@ -6,8 +6,8 @@ import time
 
 import orjson
 import pytest
-from rest_framework.authtoken.models import Token
 
+from core.authentication import create_token
 from modelregistry import services as registry_services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -19,8 +19,7 @@ SWAP_DEADLINE_SECONDS = 15
 def served(promoted_model, django_user_model):
     """The headers of a staff client for the promoted test model."""
     user = django_user_model.objects.create_user("e2e-staff", password="x", is_staff=True)
-    token = Token.objects.create(user=user)
-    return {"Authorization": f"Token {token.key}", "X-Model": promoted_model}
+    return {"Authorization": f"Token {create_token(user)[1]}", "X-Model": promoted_model}
 
 
 def post(stack, body, headers, content_type="application/json", path=None, **kwargs):
@@ -129,7 +128,7 @@ def test_exact_onnx_by_default_and_approximate_answers_only_opted_in_each_saying
     settings.ONNX_ENABLED = True
     user = django_user_model.objects.create_user("e2e-onnx", password="x", is_staff=True)
     headers = {
-        "Authorization": f"Token {Token.objects.create(user=user).key}",
+        "Authorization": f"Token {create_token(user)[1]}",
         "X-Model": model_name,
     }
     rows = house_rows.to_dict("records")

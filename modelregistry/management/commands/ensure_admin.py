@@ -1,4 +1,4 @@
-"""Create the admin user once and print its credentials and API token."""
+"""Create the admin user once and print its login; its API token only the first time."""
 
 import os
 import secrets
@@ -6,13 +6,16 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
+
+from core.authentication import create_token
 
 
 class Command(BaseCommand):
     help = (
         "Create a superuser from DJANGO_SUPERUSER_USERNAME/PASSWORD/EMAIL (or 'admin' with a "
-        "generated password kept in var/admin-password) when missing; print login and token."
+        "generated password kept in var/admin-password) when missing; print its login, and an API "
+        "token when it has none (only its hash is kept: it is shown this once)."
     )
 
     def handle(self, *args, **options):
@@ -32,6 +35,13 @@ class Command(BaseCommand):
             self.stdout.write(f"created superuser {username!r}")
         elif not password and password_file.exists():
             password = password_file.read_text().strip()
-        token, _ = Token.objects.get_or_create(user=user)
         self.stdout.write(f"admin login: {username} / {password or '(as set before)'}")
-        self.stdout.write(f"API token:   {token.key}")
+        prefixes = list(AuthToken.objects.filter(user=user).values_list("token_key", flat=True))
+        if prefixes:
+            self.stdout.write(
+                f"API token:   {prefixes[0]}... (printed at first set-up; make another with "
+                f"`python manage.py create_token {username}` or in admin > Auth tokens)"
+            )
+        else:
+            _, token = create_token(user)
+            self.stdout.write(f"API token:   {token}  (shown this once: only its hash is kept)")
