@@ -11,7 +11,7 @@ import logging
 from django.conf import settings
 from rq import Worker
 
-from modelregistry import loader
+from modelregistry import services as registry_services
 
 from . import metrics
 
@@ -31,7 +31,7 @@ class ModelportWorker(Worker):
                     "WORKER_METRICS_PORT is set but PROMETHEUS_MULTIPROC_DIR is not: the work "
                     "horses' metrics would be lost, so none are served (use scripts/worker)."
                 )
-        loader.warm_defaults()
+        registry_services.warm_defaults()
         # Keep the garbage collector of each horse off the inherited objects: scanning them
         # would write to their pages and copy them all (copy-on-write) in every horse.
         gc.freeze()
