@@ -881,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_django()  # before numpy/scikit-learn load: the in-process figure is for one thread
     from django.conf import settings
 
-    from modelregistry import loader
+    from modelregistry import loader, selectors
 
     token = admin_token()
     if token is None:
@@ -890,7 +890,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"bench: {problem}", file=sys.stderr)
         return 1
-    version = loader.resolve_version(MODEL)
+    version = selectors.resolve_version(MODEL)
     estimator = loader.get_predictor(version)
     names = [feature["name"] for feature in version.input_schema["features"]]
 

@@ -93,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from django.conf import settings
 
-    from modelregistry import demo, loader
+    from modelregistry import demo, loader, selectors
 
     token = admin_token()
     if token is None:
         return 1
-    version = loader.resolve_version(MODEL)
+    version = selectors.resolve_version(MODEL)
     names = [feature["name"] for feature in version.input_schema["features"]]
     frame = demo.house_prices_data(rows=1, seed=2024)[names]
     expected = np.asarray(loader.get_predictor(version).predict(frame)).tolist()

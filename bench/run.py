@@ -423,12 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from django.conf import settings
 
-    from modelregistry import demo, loader
+    from modelregistry import demo, loader, selectors
 
     token = admin_token()
     if token is None:
         return 1
-    version = loader.resolve_version(MODEL)
+    version = selectors.resolve_version(MODEL)
     estimator = loader.get_predictor(version)
     names = [feature["name"] for feature in version.input_schema["features"]]
     frame = demo.house_prices_data(rows=args.rows, seed=2024)[names]

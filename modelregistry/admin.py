@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
-from . import loader, services, serving, storage
+from . import artifacts, services, serving, storage
 from .errors import ServingError
 from .models import ArtifactFormat, DefaultChange, ModelVersion, RegisteredModel
 
@@ -54,10 +54,12 @@ class VersionUploadForm(forms.ModelForm):
                 if sample
                 else None
             )
-            artifact_format = cleaned.get("artifact_format") or loader.detect_format(
+            artifact_format = cleaned.get("artifact_format") or artifacts.detect_format(
                 upload.name, data
             )
-            validated = loader.validate_artifact(data, format=artifact_format, sample=sample_data)
+            validated = artifacts.validate_artifact(
+                data, format=artifact_format, sample=sample_data
+            )
         except ServingError as exc:
             raise ValidationError(exc.detail) from None
         task = validated.output_info["task"]

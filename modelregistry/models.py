@@ -72,7 +72,7 @@ class ModelVersion(models.Model):
     input_schema = models.JSONField(help_text="Ordered features: name, type, categories, ...")
     output_info = models.JSONField(help_text="Task, classes, probabilities.")
     single_row_latency_ms = models.FloatField(null=True, blank=True)
-    # ONNX conversion, tried at upload and checked against scikit-learn (acceleration.py): the
+    # ONNX conversion, tried at upload and checked against scikit-learn (onnx/): the
     # file when it converted and ran, whether every answer was exact (then it serves by
     # default, see serving.py), the largest difference on how many rows, the checker's
     # version (a newer one checks again) and a sentence on the outcome.

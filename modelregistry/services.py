@@ -7,7 +7,7 @@ from django.core.validators import validate_slug
 from django.db import transaction
 from django.db.models import Max
 
-from . import acceleration, loader, schema, serving, storage
+from . import artifacts, loader, onnx, schema, serving, storage
 from .errors import (
     ArtifactInvalid,
     InvalidModelName,
@@ -18,6 +18,7 @@ from .errors import (
     VersionNotReady,
 )
 from .models import ArtifactFormat, DefaultChange, ModelVersion, RegisteredModel, VersionStatus
+from .predictors import OnnxWithFallback, SklearnPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -35,26 +36,26 @@ def _check_name(name: str) -> None:
         raise InvalidModelName("A model name has at most 100 characters.")
 
 
-def _onnx_fields(onnx) -> dict:
+def _onnx_fields(conversion: onnx.Conversion | None) -> dict:
     """The version fields for a conversion outcome (its file written when it is usable)."""
-    if onnx is None:
+    if conversion is None:
         return {"onnx_detail": ONNX_NOT_TRIED}
     fields = {
-        "onnx_detail": onnx.detail,
-        "onnx_is_exact": onnx.is_exact,
-        "onnx_max_difference": onnx.max_difference,
-        "onnx_rows_compared": onnx.rows_compared,
-        "onnx_single_row_latency_ms": onnx.single_row_latency_ms,
-        "onnx_checker": onnx.checker,
+        "onnx_detail": conversion.detail,
+        "onnx_is_exact": conversion.is_exact,
+        "onnx_max_difference": conversion.max_difference,
+        "onnx_rows_compared": conversion.rows_compared,
+        "onnx_single_row_latency_ms": conversion.single_row_latency_ms,
+        "onnx_checker": conversion.checker,
     }
-    if onnx.data is not None:
+    if conversion.data is not None:
         fields["onnx_artifact"], fields["onnx_sha256"] = storage.save_content(
-            onnx.data, folder="artifacts", extension="onnx"
+            conversion.data, folder="artifacts", extension="onnx"
         )
     return fields
 
 
-def _store_files(validated: loader.ValidatedArtifact, sample: bytes | None) -> dict:
+def _store_files(validated: artifacts.ValidatedArtifact, sample: bytes | None) -> dict:
     """Write the artifact, its skops and ONNX conversions and the sample; return the fields."""
     fields = {"format": validated.format, "size_bytes": len(validated.data)}
     fields["artifact"], fields["sha256"] = storage.save_content(
@@ -92,17 +93,17 @@ def register_version(
     notes: str = "",
     description: str = "",
     created_by=None,
-    validated: loader.ValidatedArtifact | None = None,
+    validated: artifacts.ValidatedArtifact | None = None,
 ) -> ModelVersion:
     """Validate an artifact and store it as the next version of `model_name` (created if new).
 
     Nothing is stored when a check fails. Pass `validated` when the caller (the admin form)
-    already ran `loader.validate_artifact` on the same bytes.
+    already ran `artifacts.validate_artifact` on the same bytes.
     """
     _check_name(model_name)
     if validated is None:
-        artifact_format = format or loader.detect_format(filename, artifact)
-        validated = loader.validate_artifact(artifact, format=artifact_format, sample=sample)
+        artifact_format = format or artifacts.detect_format(filename, artifact)
+        validated = artifacts.validate_artifact(artifact, format=artifact_format, sample=sample)
     task = validated.output_info["task"]
     existing = RegisteredModel.objects.filter(name=model_name).first()
     if existing and existing.task != task:
@@ -154,9 +155,9 @@ def convert_to_onnx(*, version: ModelVersion) -> ModelVersion:
     """Convert and check a stored version again (one checked by an older checker, or never),
     on its sample or rows made from its schema. Afterwards ONNX serves by default exactly when
     the check found it exact; an inexact one keeps serving only where it was opted in."""
-    estimator = loader.load_skops(loader.read_verified(version))
+    estimator = artifacts.load_skops(artifacts.read_verified(version))
     sample = storage.read_content(version.sample.name) if version.sample else None
-    conversion = acceleration.convert(
+    conversion = onnx.convert(
         estimator,
         schema=version.input_schema,
         output=version.output_info,
@@ -201,12 +202,29 @@ def mark_version_failed(*, version: ModelVersion, reason: str) -> None:
     logger.error("%s marked failed: %s", version, reason)
 
 
+def load_predictor(*, version: ModelVersion) -> SklearnPredictor | OnnxWithFallback:
+    """The version's predictor from this process's cache (`loader.get_predictor`); a stored
+    artifact that no longer loads marks the version failed, and its requests get a 503."""
+    try:
+        return loader.get_predictor(version)
+    except loader.LoadFailed as exc:
+        mark_version_failed(version=version, reason=exc.reason)
+        raise
+
+
+def warm_defaults() -> None:
+    """Load every model's default version into this process's cache (at worker start), and
+    mark the ones whose artifact no longer loads failed (`loader.warm_defaults`)."""
+    for failure in loader.warm_defaults():
+        mark_version_failed(version=failure.version, reason=failure.reason)
+
+
 def _ensure_servable(version: ModelVersion) -> None:
     """Refuse a version that is failed or whose stored artifact no longer matches its hash."""
     if version.status != VersionStatus.READY:
         raise VersionNotReady(f"{version} is {version.status}: {version.status_reason}")
     try:
-        loader.read_verified(version)
+        artifacts.read_verified(version)
     except ArtifactInvalid as exc:
         mark_version_failed(version=version, reason=exc.detail)
         raise ModelUnavailable(f"{version} cannot be served: {exc.detail}") from None

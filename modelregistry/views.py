@@ -8,7 +8,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import loader, services, storage
+from . import selectors, services, storage
 from .errors import ModelNotFound
 from .models import ModelVersion, RegisteredModel
 from .permissions import ReadAuthenticatedWriteStaff
@@ -80,13 +80,13 @@ class VersionListView(RegistryView):
 class VersionDetailView(RegistryView):
     @extend_schema(responses=VersionOutput)
     def get(self, request, name, number):
-        return Response(VersionOutput(loader.resolve_version(name, number)).data)
+        return Response(VersionOutput(selectors.resolve_version(name, number)).data)
 
 
 class PromoteView(RegistryView):
     @extend_schema(request=None, responses=VersionOutput)
     def post(self, request, name, number):
-        version = loader.resolve_version(name, number)
+        version = selectors.resolve_version(name, number)
         services.set_default_version(version=version, actor=request.user)
         return Response(VersionOutput(version).data)
 

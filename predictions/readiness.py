@@ -4,7 +4,7 @@ import django_rq
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
-from modelregistry import loader
+from modelregistry import services as registry_services
 from modelregistry.errors import ServingError
 from modelregistry.models import ModelVersion
 
@@ -32,7 +32,7 @@ def _models() -> dict[str, str]:
     defaults = ModelVersion.objects.select_related("registered_model").filter(is_default=True)
     for version in defaults:
         try:
-            loader.get_predictor(version)
+            registry_services.load_predictor(version=version)
             states[str(version)] = "ok"
         except ServingError as exc:
             states[str(version)] = exc.detail[:200]

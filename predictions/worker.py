@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from core import exposition, metrics
-from modelregistry import loader
+from modelregistry import services as registry_services
 
 from .models import JobStatus, PredictionJob
 
@@ -41,7 +41,7 @@ class ModelportWorker(Worker):
                     "WORKER_METRICS_PORT is set but PROMETHEUS_MULTIPROC_DIR is not: the work "
                     "horses' metrics would be lost, so none are served (use scripts/worker)."
                 )
-        loader.warm_defaults()
+        registry_services.warm_defaults()
         # Keep the garbage collector of each horse off the inherited objects: scanning them
         # would write to their pages and copy them all (copy-on-write) in every horse.
         gc.freeze()

@@ -86,8 +86,8 @@ def post_worker_init(worker):
     a full collection that walks them all stops every thread for about 120 ms (seen as p99)."""
     import gc
 
-    from modelregistry import loader
+    from modelregistry import services
 
-    loader.warm_defaults()
+    services.warm_defaults()
     gc.collect()
     gc.freeze()

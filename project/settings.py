@@ -273,7 +273,7 @@ PREDICTION_CACHE_SECONDS = env_int("PREDICTION_CACHE_SECONDS", 300, minimum=1)
 # cheaper than this: a Redis round trip would cost more than the call it saves.
 PREDICTION_CACHE_MIN_CALL_MS = env_float("PREDICTION_CACHE_MIN_CALL_MS", 1.0)
 DEFAULT_VERSION_CACHE_SECONDS = env_int("DEFAULT_VERSION_CACHE_SECONDS", 1)
-# ONNX (modelregistry/acceleration.py, serving.py): each upload is converted and checked against
+# ONNX (modelregistry/onnx/, serving.py): each upload is converted and checked against
 # scikit-learn; the ONNX model serves by default only when every answer was exact (1e-9), an
 # inexact one only where a version opts in. false serves every version with scikit-learn.
 ONNX_ENABLED = env_bool("ONNX_ENABLED", True)
@@ -281,7 +281,7 @@ MODELPORT_ALLOW_PICKLE = env_bool("MODELPORT_ALLOW_PICKLE", False)
 MODELPORT_TRUSTED_TYPES = env_list("MODELPORT_TRUSTED_TYPES", "")
 PICKLE_VALIDATION_TIMEOUT_SECONDS = env_int("PICKLE_VALIDATION_TIMEOUT_SECONDS", 120, minimum=1)
 # Every new upload is loaded, smoke-tested and converted to ONNX in a child process that may write
-# only inside its own temp dir (Linux Landlock; modelregistry/jail.py), within these bounds.
+# only inside its own temp dir (Linux Landlock; modelregistry/sandbox/jail.py), within these bounds.
 SANDBOX_TIMEOUT_SECONDS = env_int("SANDBOX_TIMEOUT_SECONDS", 120, minimum=1)
 SANDBOX_MEMORY_MB = env_int("SANDBOX_MEMORY_MB", 4096, minimum=256)
 # false: run that child even where the kernel has no Landlock (writes are then NOT confined).

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
 from core.authentication import create_token, forget_tokens
-from modelregistry import demo, loader, services
+from modelregistry import artifacts, demo, loader, services
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -102,11 +102,11 @@ def iris_artifact() -> bytes:
     return skops.io.dumps(demo.train_iris())
 
 
-_validated: dict[tuple, loader.ValidatedArtifact] = {}
+_validated: dict[tuple, artifacts.ValidatedArtifact] = {}
 
 
-def validated_once(artifact: bytes, sample: bytes | None) -> loader.ValidatedArtifact:
-    """`loader.validate_artifact` of a skops artifact, run once per session for the settings
+def validated_once(artifact: bytes, sample: bytes | None) -> artifacts.ValidatedArtifact:
+    """`artifacts.validate_artifact` of a skops artifact, run once per session for the settings
     it depends on: each run starts a sandbox process, which costs seconds."""
     key = (
         artifact,
@@ -115,7 +115,7 @@ def validated_once(artifact: bytes, sample: bytes | None) -> loader.ValidatedArt
         tuple(django_settings.MODELPORT_TRUSTED_TYPES),
     )
     if key not in _validated:
-        _validated[key] = loader.validate_artifact(artifact, format="skops", sample=sample)
+        _validated[key] = artifacts.validate_artifact(artifact, format="skops", sample=sample)
     return _validated[key]
 
 

@@ -7,7 +7,8 @@ import numpy as np
 from django.conf import settings
 
 from core import metrics
-from modelregistry import loader, serving
+from modelregistry import selectors, serving
+from modelregistry import services as registry_services
 from modelregistry.errors import ModelUnavailable
 from modelregistry.models import ModelVersion, VersionStatus
 from modelregistry.serving import ServingPlan
@@ -39,7 +40,7 @@ class Prediction:
 
 
 def servable_version(model_name: str, number: int | None) -> ModelVersion:
-    version = loader.resolve_version(model_name, number)
+    version = selectors.resolve_version(model_name, number)
     if version.status != VersionStatus.READY:
         raise ModelUnavailable(
             f"{version} cannot serve: it is {version.status} ({version.status_reason}).",
@@ -142,7 +143,7 @@ def score_rows(
             "drop 'return_probabilities'."
         )
     plan = serving.plan_for(version)
-    predictor = loader.get_predictor(version)
+    predictor = registry_services.load_predictor(version=version)
     checked = _check(version, parsed)
     predictions, table = [], []
     if len(checked.good_rows):

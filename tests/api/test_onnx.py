@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from modelregistry import acceleration, loader, services, serving
+from modelregistry import loader, onnx, services, serving
 from modelregistry.errors import OnnxUnavailable
 from modelregistry.models import ModelVersion
 from predictions.services import prediction_cache
@@ -54,7 +54,7 @@ def test_an_exact_conversion_serves_by_default_with_the_models_answers(
 ):
     assert exact_version.onnx_is_exact and exact_version.onnx_max_difference <= 1e-9
     assert exact_version.onnx_detail.startswith("exact:")
-    assert exact_version.onnx_rows_compared > acceleration.PROBE_ROWS
+    assert exact_version.onnx_rows_compared > onnx.PROBE_ROWS
     plan = serving.plan_for(exact_version)
     assert plan.path == serving.ONNX and plan.is_exact
     assert loader.get_predictor(exact_version).path == "onnx"
@@ -91,8 +91,8 @@ def test_an_inexact_conversion_is_stored_but_scikit_learn_serves(
     assert onnx_version.onnx_artifact.name.endswith(".onnx") and len(onnx_version.onnx_sha256) == 64
     assert not onnx_version.onnx_is_exact and not onnx_version.serves_approximate
     assert onnx_version.onnx_max_difference > serving.EXACT_RELATIVE
-    assert onnx_version.onnx_rows_compared > acceleration.PROBE_ROWS
-    assert onnx_version.onnx_checker == acceleration.CHECKER
+    assert onnx_version.onnx_rows_compared > onnx.PROBE_ROWS
+    assert onnx_version.onnx_checker == onnx.CHECKER
     assert serving.plan_for(onnx_version).path == serving.SKLEARN
     assert loader.get_predictor(onnx_version).path == "scikit-learn"
 
@@ -166,7 +166,7 @@ def test_convert_onnx_outdated_checks_versions_of_an_older_checker(onnx_version)
     )
     call_command("convert_onnx", "--outdated")
     version = stored(onnx_version)
-    assert version.onnx_checker == acceleration.CHECKER
+    assert version.onnx_checker == onnx.CHECKER
     assert not version.onnx_is_exact and "not exact" in version.onnx_detail
     assert serving.plan_for(version).path == serving.SKLEARN
 
@@ -176,7 +176,7 @@ def test_convert_onnx_checks_an_older_version_and_processes_reload_it(registered
     settings.ONNX_ENABLED = True
     call_command("convert_onnx")
     version = opt_in(stored(registered_version))
-    assert version.onnx_artifact and version.onnx_checker == acceleration.CHECKER
+    assert version.onnx_artifact and version.onnx_checker == onnx.CHECKER
     # The cached entry was loaded without ONNX: the new hash makes the cache load again.
     assert loader.get_predictor(version).path == "onnx"
 

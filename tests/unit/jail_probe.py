@@ -1,8 +1,8 @@
-"""A tiny child for tests/unit/test_sandbox.py, run under `modelregistry.jail` as code that got
-past the allowlist would run: it tries to write, connect, hog memory or time.
+"""A tiny child for tests/unit/test_sandbox.py, run under `modelregistry.sandbox.jail` as code
+that got past the allowlist would run: it tries to write, connect, hog memory or time.
 
-`python -m modelregistry.jail ... tests.unit.jail_probe MODE [ARGS]`; writes `outcome.json` in
-its work dir (the current directory) as the checking children do.
+`python -m modelregistry.sandbox.jail ... tests.unit.jail_probe MODE [ARGS]`; writes
+`outcome.json` in its work dir (the current directory) as the checking children do.
 """
 
 import json

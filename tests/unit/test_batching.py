@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from modelregistry import demo, serving
-from modelregistry.loader import SklearnPredictor
 from modelregistry.models import ModelVersion, RegisteredModel
+from modelregistry.predictors import SklearnPredictor
 from predictions import batching
 
 THREADS = 16

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from modelregistry import demo, loader
+from modelregistry import demo, loader, selectors
 from modelregistry.models import DefaultChange, ModelVersion
 
 
@@ -31,7 +31,7 @@ def test_setup_demo_registers_and_promotes_both_models_once(capsys):
     iris = versions["iris"]
     assert iris.output_info["classes"] == ["setosa", "versicolor", "virginica"]
     rows = demo.house_prices_data(rows=5, seed=3).drop(columns="price")
-    served = loader.get_predictor(loader.resolve_version("house-prices"))
+    served = loader.get_predictor(selectors.resolve_version("house-prices"))
     direct = demo.train_house_prices().predict(rows)
     np.testing.assert_allclose(served.predict(rows), direct, rtol=1e-9, atol=1e-9)
 

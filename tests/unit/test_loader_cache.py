@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from modelregistry import loader, services
+from modelregistry import loader, selectors, services
 from modelregistry.errors import ModelNotFound, NoDefaultVersion, VersionNotFound
 
 pytestmark = pytest.mark.django_db
@@ -91,22 +91,22 @@ def test_concurrent_gets_of_one_version_agree_and_never_fail(
 
 def test_unknown_model_is_not_found():
     with pytest.raises(ModelNotFound):
-        loader.resolve_version("no-such-model")
+        selectors.resolve_version("no-such-model")
     with pytest.raises(ModelNotFound):
-        loader.resolve_version("no-such-model", 1)
+        selectors.resolve_version("no-such-model", 1)
 
 
 def test_unknown_version_is_not_found(registered_version):
     with pytest.raises(VersionNotFound) as caught:
-        loader.resolve_version("house-prices", 99)
+        selectors.resolve_version("house-prices", 99)
     assert caught.value.status_code == 404
-    assert loader.resolve_version("house-prices", 1).pk == registered_version.pk
+    assert selectors.resolve_version("house-prices", 1).pk == registered_version.pk
 
 
 def test_model_without_default_has_no_default_version(house_artifact):
     add_version(house_artifact)
     with pytest.raises(NoDefaultVersion) as caught:
-        loader.resolve_version("house-prices")
+        selectors.resolve_version("house-prices")
     assert caught.value.status_code == 409
 
 
@@ -114,22 +114,22 @@ def test_pointer_cache_rereads_at_once_when_ttl_is_zero(
     registered_version, house_artifact, settings
 ):
     settings.DEFAULT_VERSION_CACHE_SECONDS = 0
-    assert loader.resolve_version("house-prices").pk == registered_version.pk
+    assert selectors.resolve_version("house-prices").pk == registered_version.pk
     second = add_version(house_artifact)
     services.set_default_version(version=second)
-    assert loader.resolve_version("house-prices").pk == second.pk
+    assert selectors.resolve_version("house-prices").pk == second.pk
 
 
 def test_pointer_cache_keeps_old_default_until_cleared(
     registered_version, house_artifact, settings
 ):
     settings.DEFAULT_VERSION_CACHE_SECONDS = 3600
-    assert loader.resolve_version("house-prices").pk == registered_version.pk
+    assert selectors.resolve_version("house-prices").pk == registered_version.pk
     second = add_version(house_artifact)
     services.set_default_version(version=second)
-    assert loader.resolve_version("house-prices").pk == registered_version.pk
+    assert selectors.resolve_version("house-prices").pk == registered_version.pk
     loader.clear_caches()
-    assert loader.resolve_version("house-prices").pk == second.pk
+    assert selectors.resolve_version("house-prices").pk == second.pk
 
 
 def test_warm_defaults_loads_every_default_version(registered_version):

@@ -1,4 +1,4 @@
-"""Exact ONNX conversions answer as scikit-learn does in float64 (modelregistry.onnx_exact).
+"""Exact ONNX conversions answer as scikit-learn does in float64 (modelregistry.onnx.exact).
 
 Each family is fitted small on synthetic data and compared on 50,000 rows: training rows (exact
 training values), rows on the split thresholds and their float neighbours
@@ -31,14 +31,11 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeRegressor
 
-from modelregistry.acceleration import OnnxPredictor, _to_onnx
 from modelregistry.demo import house_prices_data, train_house_prices
-from modelregistry.onnx_exact import (
-    UnsupportedModel,
-    _split_thresholds,
-    split_threshold_rows,
-    to_exact_onnx,
-)
+from modelregistry.onnx import OnnxPredictor
+from modelregistry.onnx.approximate import to_float32_onnx
+from modelregistry.onnx.exact import UnsupportedModel, split_threshold_rows, to_exact_onnx
+from modelregistry.onnx.exact.thresholds import _split_thresholds
 from modelregistry.schema import check_estimator
 
 ROWS = 50_000
@@ -312,9 +309,9 @@ def test_predictor_feeds_each_model_its_input_type(data: dict):
         to_exact_onnx(estimator, schema=schema, output=output), schema=schema, output=output
     )
     assert [spec.type for spec in exact._session.get_inputs()] == ["tensor(double)"]
-    # A float32 model from acceleration.convert is served too, fed float32.
+    # A float32 model from onnx.convert is served too, fed float32.
     single = OnnxPredictor(
-        _to_onnx(estimator, schema=schema, output=output), schema=schema, output=output
+        to_float32_onnx(estimator, schema=schema, output=output), schema=schema, output=output
     )
     assert [spec.type for spec in single._session.get_inputs()] == ["tensor(float)"]
     np.testing.assert_allclose(single.predict(train), exact.predict(train), rtol=1e-5, atol=1e-5)

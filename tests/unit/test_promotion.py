@@ -76,7 +76,7 @@ def test_repeated_rollbacks_walk_back_through_promotions(registered_version, hou
 OBSERVER = """
 import sys, time, django
 django.setup()
-from modelregistry.loader import resolve_version
+from modelregistry.selectors import resolve_version
 print(resolve_version("house-prices").number, flush=True)
 target, deadline = int(sys.argv[1]), time.monotonic() + 20
 while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from modelregistry import demo, loader, services
+from modelregistry import artifacts, demo, loader, selectors, services
 from modelregistry.errors import (
     ArtifactInvalid,
     ModelUnavailable,
@@ -80,7 +80,7 @@ SEED_SEQUENCE_UNPICKLER = "numpy.random.bit_generator.__pyx_unpickle_SeedSequenc
 
 
 def test_valid_skops_upload_yields_ordered_typed_schema(house_artifact):
-    validated = loader.validate_artifact(house_artifact, format=ArtifactFormat.SKOPS)
+    validated = artifacts.validate_artifact(house_artifact, format=ArtifactFormat.SKOPS)
     features = validated.input_schema["features"]
     assert [feature["name"] for feature in features] == HOUSE_FEATURES
     ocean = features[-1]
@@ -100,7 +100,7 @@ def test_valid_skops_upload_yields_ordered_typed_schema(house_artifact):
 
 
 def test_valid_skops_classifier_reports_classes_and_probabilities(iris_artifact):
-    validated = loader.validate_artifact(iris_artifact, format=ArtifactFormat.SKOPS)
+    validated = artifacts.validate_artifact(iris_artifact, format=ArtifactFormat.SKOPS)
     assert validated.output_info == {
         "task": "classification",
         "classes": ["setosa", "versicolor", "virginica"],
@@ -114,7 +114,7 @@ def test_malicious_pickle_is_refused_as_pickle_when_pickles_are_off(label, setti
     marker = tmp_path / "owned.npy"
     data, _ = malicious_pickles(marker)[label]
     with pytest.raises(PickleNotAllowed) as caught:
-        loader.validate_artifact(data, format=ArtifactFormat.JOBLIB)
+        artifacts.validate_artifact(data, format=ArtifactFormat.JOBLIB)
     assert caught.value.code == "pickle_not_allowed"
     assert not marker.exists()
 
@@ -127,7 +127,7 @@ def test_malicious_pickle_is_refused_naming_the_global_when_pickles_are_on(
     marker = tmp_path / "owned.npy"
     data, refused = malicious_pickles(marker)[label]
     with pytest.raises(UntrustedType) as caught:
-        loader.validate_artifact(data, format=ArtifactFormat.JOBLIB)
+        artifacts.validate_artifact(data, format=ArtifactFormat.JOBLIB)
     assert refused in caught.value.detail
     assert caught.value.code == "untrusted_type"
     assert not marker.exists()
@@ -159,7 +159,7 @@ def test_pickle_calling_an_allowed_class_constructor_writes_no_file(settings, tm
     marker = tmp_path / "owned.nc"
     data = pickle.dumps(Exploit(scipy.io.netcdf_file, (str(marker), "w")))
     with pytest.raises(ArtifactInvalid) as caught:
-        loader.validate_artifact(data, format=ArtifactFormat.JOBLIB)
+        artifacts.validate_artifact(data, format=ArtifactFormat.JOBLIB)
     assert not marker.exists(), (
         "the pickle sandbox created a file through scipy.io.netcdf_file: "
         "trust.PICKLE_CLASS_PREFIXES lets REDUCE call any numpy/scipy/sklearn class "
@@ -174,7 +174,7 @@ def test_clean_joblib_house_model_passes_the_pickle_allowlist(house_model, setti
     path = tmp_path / "house.joblib"
     joblib.dump(house_model, path)
     try:
-        loader.validate_artifact(path.read_bytes(), format=ArtifactFormat.JOBLIB)
+        artifacts.validate_artifact(path.read_bytes(), format=ArtifactFormat.JOBLIB)
         refusal = None
     except UntrustedType as exc:
         refusal = exc.detail
@@ -195,7 +195,7 @@ def test_clean_joblib_pickle_registers_via_the_sandbox_only(
     path = tmp_path / "house.joblib"
     joblib.dump(house_model, path)
     data = path.read_bytes()
-    expected_schema = loader.validate_artifact(house_artifact, format="skops").input_schema
+    expected_schema = artifacts.validate_artifact(house_artifact, format="skops").input_schema
 
     def refuse(*args, **kwargs):
         raise AssertionError("the test process unpickled the upload")
@@ -241,7 +241,7 @@ def test_skops_with_untrusted_function_is_refused_naming_it(settings):
     settings.MODELPORT_TRUSTED_TYPES = []
     data = skops.io.dumps(custom_function_pipeline())
     with pytest.raises(UntrustedType) as caught:
-        loader.validate_artifact(data, format=ArtifactFormat.SKOPS)
+        artifacts.validate_artifact(data, format=ArtifactFormat.SKOPS)
     assert global_name(double_values) in caught.value.detail
     assert [error["message"] for error in caught.value.errors] == [global_name(double_values)]
 
@@ -249,9 +249,9 @@ def test_skops_with_untrusted_function_is_refused_naming_it(settings):
 def test_skops_with_a_configured_trusted_type_loads(settings):
     settings.MODELPORT_TRUSTED_TYPES = [global_name(double_values)]
     model = custom_function_pipeline()
-    validated = loader.validate_artifact(skops.io.dumps(model), format=ArtifactFormat.SKOPS)
+    validated = artifacts.validate_artifact(skops.io.dumps(model), format=ArtifactFormat.SKOPS)
     assert [feature["name"] for feature in validated.input_schema["features"]] == ["a", "b"]
-    loaded = loader.load_skops(validated.serving_data)
+    loaded = artifacts.load_skops(validated.serving_data)
     features, _ = small_frame()
     np.testing.assert_allclose(loaded.predict(features), model.predict(features))
 
@@ -261,7 +261,7 @@ def test_pickle_with_untrusted_function_is_refused_naming_it(settings):
     settings.MODELPORT_TRUSTED_TYPES = []
     data = pickle.dumps(custom_function_pipeline())
     with pytest.raises(UntrustedType) as caught:
-        loader.validate_artifact(data, format=ArtifactFormat.JOBLIB)
+        artifacts.validate_artifact(data, format=ArtifactFormat.JOBLIB)
     assert global_name(double_values) in caught.value.detail
 
 
@@ -301,7 +301,7 @@ def test_garbage_with_skops_name_is_refused_and_nothing_is_stored():
 @pytest.mark.parametrize("filename", ["model.txt", "model", ""])
 def test_unknown_extension_and_magic_is_refused_by_detect_format(filename):
     with pytest.raises(ArtifactInvalid, match="Cannot tell the format"):
-        loader.detect_format(filename, b"hello, world")
+        artifacts.detect_format(filename, b"hello, world")
 
 
 @pytest.mark.parametrize(
@@ -314,7 +314,7 @@ def test_unknown_extension_and_magic_is_refused_by_detect_format(filename):
     ],
 )
 def test_detect_format_reads_extension_then_magic(filename, data, expected):
-    assert loader.detect_format(filename, data) == expected
+    assert artifacts.detect_format(filename, data) == expected
 
 
 @pytest.fixture
@@ -337,19 +337,50 @@ def test_corrupt_stored_artifact_is_unavailable_and_marked_failed(
     corrupted_version, registered_version, house_artifact, house_rows
 ):
     with pytest.raises(ModelUnavailable) as caught:
-        loader.get_predictor(corrupted_version)
+        services.load_predictor(version=corrupted_version)
     assert caught.value.status_code == 503
     row = ModelVersion.objects.get(pk=corrupted_version.pk)
     assert row.status == VersionStatus.FAILED
     assert "sha256" in row.status_reason
     with pytest.raises(VersionNotReady):
         services.set_default_version(version=row)
-    assert loader.resolve_version("house-prices").pk == registered_version.pk
+    assert selectors.resolve_version("house-prices").pk == registered_version.pk
     third = services.register_version(
         model_name="house-prices", artifact=house_artifact, filename="v3.skops"
     )
     for good in (registered_version, third):
         assert len(loader.get_predictor(good).predict(house_rows)) == len(house_rows)
+
+
+@pytest.mark.django_db
+def test_the_loader_reports_a_corrupt_artifact_and_leaves_the_write_to_its_caller(
+    corrupted_version,
+):
+    with pytest.raises(loader.LoadFailed) as caught:
+        loader.get_predictor(corrupted_version)
+    assert caught.value.status_code == 503 and "sha256" in caught.value.reason
+    row = ModelVersion.objects.get(pk=corrupted_version.pk)
+    assert row.status == VersionStatus.READY  # services.load_predictor marks it failed
+
+
+@pytest.mark.django_db
+def test_warming_reports_a_default_whose_artifact_no_longer_loads(corrupted_version):
+    # Damaged after it became the default (set_default_version would refuse it now).
+    ModelVersion.objects.update(is_default=False)
+    ModelVersion.objects.filter(pk=corrupted_version.pk).update(is_default=True)
+    loader.clear_caches()
+    failures = loader.warm_defaults()  # closes this thread's connection: no query after it
+    assert [failure.version.pk for failure in failures] == [corrupted_version.pk]
+    assert "sha256" in failures[0].reason
+
+
+@pytest.mark.django_db
+def test_warming_marks_the_defaults_that_no_longer_load_failed(corrupted_version, monkeypatch):
+    failure = loader.LoadFailed(corrupted_version, "The artifact file does not match its sha256")
+    monkeypatch.setattr(loader, "warm_defaults", lambda: [failure])
+    services.warm_defaults()
+    row = ModelVersion.objects.get(pk=corrupted_version.pk)
+    assert (row.status, row.status_reason) == (VersionStatus.FAILED, failure.reason)
 
 
 @pytest.mark.django_db
@@ -360,14 +391,14 @@ def test_promoting_a_corrupt_version_fails_and_keeps_the_old_default(
         services.set_default_version(version=corrupted_version)
     row = ModelVersion.objects.get(pk=corrupted_version.pk)
     assert (row.status, row.is_default) == (VersionStatus.FAILED, False)
-    assert loader.resolve_version("house-prices").pk == registered_version.pk
+    assert selectors.resolve_version("house-prices").pk == registered_version.pk
     assert ModelVersion.objects.get(is_default=True).pk == registered_version.pk
 
 
 def test_sample_lacking_a_feature_is_refused_naming_it(house_artifact, house_rows):
     sample = house_rows.drop(columns="med_inc").to_csv(index=False).encode()
     with pytest.raises(ArtifactInvalid, match="lacks the model's features: med_inc"):
-        loader.validate_artifact(house_artifact, format=ArtifactFormat.SKOPS, sample=sample)
+        artifacts.validate_artifact(house_artifact, format=ArtifactFormat.SKOPS, sample=sample)
 
 
 def test_estimator_predicting_nan_is_refused():
@@ -376,4 +407,4 @@ def test_estimator_predicting_nan_is_refused():
     regressor.intercept_ = np.nan
     assert np.isnan(regressor.predict(features)).all()
     with pytest.raises(ArtifactInvalid, match="not finite"):
-        loader.validate_artifact(skops.io.dumps(regressor), format=ArtifactFormat.SKOPS)
+        artifacts.validate_artifact(skops.io.dumps(regressor), format=ArtifactFormat.SKOPS)

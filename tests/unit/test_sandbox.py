@@ -27,9 +27,10 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from modelregistry import acceleration, check_upload, demo, jail, loader, schema, trust
+from modelregistry import artifacts, demo, onnx, schema
 from modelregistry.errors import ArtifactInvalid, UntrustedType
 from modelregistry.models import ArtifactFormat
+from modelregistry.sandbox import check_child, jail, trust
 
 FEATURES = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.0, 1.0, 0.0, 1.0]})
 TARGET = [1.0, 2.0, 3.0, 4.0]
@@ -137,7 +138,7 @@ def test_a_file_writing_callable_is_refused_and_writes_nothing(label, settings, 
     target = tmp_path / "owned"
     data = skops.io.dumps(build(target))
     with pytest.raises(UntrustedType) as caught:
-        loader.validate_artifact(data, format=ArtifactFormat.SKOPS, sample=SAMPLE)
+        artifacts.validate_artifact(data, format=ArtifactFormat.SKOPS, sample=SAMPLE)
     assert caught.value.code == "untrusted_type"
     assert refused in [error["message"] for error in caught.value.errors]
     assert refused in caught.value.detail
@@ -175,7 +176,7 @@ def test_a_gadget_an_operator_trusted_by_mistake_still_writes_nothing(
     build, _ = GADGETS[label]
     data = skops.io.dumps(build(tmp_path / "owned"))
     with pytest.raises(ArtifactInvalid) as caught:
-        loader.validate_artifact(data, format=ArtifactFormat.SKOPS, sample=SAMPLE)
+        artifacts.validate_artifact(data, format=ArtifactFormat.SKOPS, sample=SAMPLE)
     assert "PermissionError" in caught.value.detail or "Permission denied" in caught.value.detail
     assert list(tmp_path.iterdir()) == []
 
@@ -196,11 +197,11 @@ ALLOWED = {
 def test_reviewed_pure_functions_are_accepted_and_predict_as_in_process(label, settings):
     settings.MODELPORT_TRUSTED_TYPES = []
     model = fitted(ALLOWED[label]())
-    validated = loader.validate_artifact(skops.io.dumps(model), format=ArtifactFormat.SKOPS)
+    validated = artifacts.validate_artifact(skops.io.dumps(model), format=ArtifactFormat.SKOPS)
     assert [feature["name"] for feature in validated.input_schema["features"]] == ["a", "b"]
     assert validated.output_info["task"] == "regression"
     assert validated.single_row_latency_ms > 0
-    loaded = loader.load_skops(validated.serving_data)  # a web process, on a stored version
+    loaded = artifacts.load_skops(validated.serving_data)  # a web process, on a stored version
     np.testing.assert_array_equal(loaded.predict(FEATURES), model.predict(FEATURES))
 
 
@@ -208,15 +209,17 @@ def test_the_onnx_conversion_comes_back_whole(iris_artifact, settings):
     settings.ONNX_ENABLED = True
     features, _ = demo.iris_data()
     sample = features.to_csv(index=False).encode()
-    validated = loader.validate_artifact(iris_artifact, format=ArtifactFormat.SKOPS, sample=sample)
-    estimator = loader.load_skops(iris_artifact)
-    here = acceleration.convert(
+    validated = artifacts.validate_artifact(
+        iris_artifact, format=ArtifactFormat.SKOPS, sample=sample
+    )
+    estimator = artifacts.load_skops(iris_artifact)
+    here = onnx.convert(
         estimator,
         schema=validated.input_schema,
         output=validated.output_info,
         reference=schema.reference_rows(validated.input_schema, sample),
     )
-    assert isinstance(validated.onnx, acceleration.Conversion)
+    assert isinstance(validated.onnx, onnx.Conversion)
     assert validated.onnx.is_exact and here.is_exact
     assert validated.onnx.data == here.data
     assert (validated.onnx.max_difference, validated.onnx.detail) == (
@@ -239,18 +242,18 @@ class FutureConversion:
 
 def test_dataclass_fields_cross_the_boundary_generically(tmp_path):
     original = FutureConversion(b"\x00onnx", True, b"more", float("nan"), ["a", 1])
-    fields = check_upload.encode_fields(original, str(tmp_path), prefix="onnx.")
+    fields = check_child.encode_fields(original, str(tmp_path), prefix="onnx.")
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "onnx.data.bin",
         "onnx.extra_model.bin",
     ]
-    rebuilt = FutureConversion(**check_upload.decode_fields(fields, str(tmp_path)))
+    rebuilt = FutureConversion(**check_child.decode_fields(fields, str(tmp_path)))
     assert (rebuilt.data, rebuilt.extra_model, rebuilt.notes) == (b"\x00onnx", b"more", ["a", 1])
     assert np.isnan(rebuilt.ratio) and rebuilt.matches is True
-    empty = check_upload.encode_fields(
+    empty = check_child.encode_fields(
         FutureConversion(None, False, b"", 0.0, []), str(tmp_path), "x."
     )
-    assert check_upload.decode_fields(empty, str(tmp_path))["data"] is None
+    assert check_child.decode_fields(empty, str(tmp_path))["data"] is None
 
 
 def test_the_parent_reads_no_file_outside_the_work_dir_for_the_child(tmp_path):
@@ -260,9 +263,9 @@ def test_the_parent_reads_no_file_outside_the_work_dir_for_the_child(tmp_path):
     workdir.mkdir()
     (workdir / "onnx.data.bin").symlink_to(secret)
     with pytest.raises(ValueError):
-        check_upload.decode_fields({"data": {"bytes_file": "../secret"}}, str(workdir))
+        check_child.decode_fields({"data": {"bytes_file": "../secret"}}, str(workdir))
     with pytest.raises(OSError):  # O_NOFOLLOW: a link the child made is not followed
-        check_upload.decode_fields({"data": {"bytes_file": "onnx.data.bin"}}, str(workdir))
+        check_child.decode_fields({"data": {"bytes_file": "onnx.data.bin"}}, str(workdir))
 
 
 @pytest.fixture
@@ -325,7 +328,7 @@ def test_a_jailed_child_cannot_write_outside_its_work_dir_even_when_code_runs(
 def test_a_child_past_its_time_is_stopped_as_artifact_invalid(tmp_path):
     with tempfile.TemporaryDirectory() as workdir:
         with pytest.raises(ArtifactInvalid, match="took longer than 1 s"):
-            loader._run_sandbox(
+            artifacts._run_sandbox(
                 "tests.unit.jail_probe",
                 ["sleep", "60"],
                 workdir=workdir,
@@ -338,7 +341,7 @@ def test_a_child_past_its_memory_is_stopped_as_artifact_invalid(settings):
     settings.SANDBOX_MEMORY_MB = 300
     with tempfile.TemporaryDirectory() as workdir:
         with pytest.raises(ArtifactInvalid, match="ran out of memory \\(the limit is 300 MiB\\)"):
-            loader._run_sandbox(
+            artifacts._run_sandbox(
                 "tests.unit.jail_probe",
                 ["memory", "1024"],
                 workdir=workdir,
@@ -350,8 +353,8 @@ def test_a_child_past_its_memory_is_stopped_as_artifact_invalid(settings):
 def test_validation_past_its_time_or_memory_is_artifact_invalid(iris_artifact, settings):
     settings.SANDBOX_TIMEOUT_SECONDS = 1  # less than importing scikit-learn takes
     with pytest.raises(ArtifactInvalid, match="Checking the artifact took longer than 1 s"):
-        loader.validate_artifact(iris_artifact, format=ArtifactFormat.SKOPS)
+        artifacts.validate_artifact(iris_artifact, format=ArtifactFormat.SKOPS)
     settings.SANDBOX_TIMEOUT_SECONDS = 120
     settings.SANDBOX_MEMORY_MB = 256  # less than scikit-learn needs to import
     with pytest.raises(ArtifactInvalid, match="Checking the artifact .*memory"):
-        loader.validate_artifact(iris_artifact, format=ArtifactFormat.SKOPS)
+        artifacts.validate_artifact(iris_artifact, format=ArtifactFormat.SKOPS)

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
-from modelregistry import acceleration, services, serving
+from modelregistry import onnx, services, serving
 from modelregistry.errors import ServingError
 from modelregistry.models import ModelVersion, VersionStatus
 
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             versions = versions.filter(number=number)
         if outdated and not again:
             never = Q(onnx_detail__in=["", services.ONNX_NOT_TRIED])
-            versions = versions.filter(never | ~Q(onnx_checker=acceleration.CHECKER))
+            versions = versions.filter(never | ~Q(onnx_checker=onnx.CHECKER))
         elif not again:
             versions = versions.filter(onnx_detail__in=["", services.ONNX_NOT_TRIED])
         for item in versions.order_by("registered_model__name", "number"):

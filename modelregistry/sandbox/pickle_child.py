@@ -1,8 +1,8 @@
 """Open a joblib/pickle artifact in a throwaway process and convert it to skops.
 
-Run as `python -m modelregistry.jail ... modelregistry.sandbox IN OUT TRUSTED` by
-`loader.convert_pickle`, confined to the directory of IN and OUT (see `jail`): web processes
-never unpickle. Every global the pickle names goes through `trust.resolve_pickle_global`,
+Run as `python -m modelregistry.sandbox.jail ... modelregistry.sandbox.pickle_child IN OUT
+TRUSTED` by `artifacts.convert_pickle`, confined to the directory of IN and OUT (see `jail`): web
+processes never unpickle. Every global the pickle names goes through `trust.resolve_pickle_global`,
 so a pickle that calls os.system, open or numpy.save is refused before anything runs.
 TRUSTED is MODELPORT_TRUSTED_TYPES, comma-separated. Writes `outcome.json` beside OUT:
 {"ok": true} or {"ok": false, "error": "..."}.
@@ -16,7 +16,7 @@ from pathlib import Path
 import joblib.numpy_pickle
 import skops.io
 
-from modelregistry.trust import check_pickle_call, is_trusted_type, resolve_pickle_global
+from modelregistry.sandbox.trust import check_pickle_call, is_trusted_type, resolve_pickle_global
 
 EXTRA_TRUSTED: tuple[str, ...] = ()  # set by main() from the command line
 

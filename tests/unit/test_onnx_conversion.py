@@ -1,6 +1,6 @@
 """ONNX: conversion, the exactness check against scikit-learn, and the onnxruntime predictor.
 
-The demo-like models convert exactly (onnx_exact, float64): their answers equal scikit-learn's.
+The demo-like models convert exactly (onnx.exact, float64): their answers equal scikit-learn's.
 A model only skl2onnx's float32 conversion takes is found inexact, with the difference measured
 on every check row, and is then only an opt-in (`serves_approximate`)."""
 
@@ -14,7 +14,7 @@ from sklearn.semi_supervised import SelfTrainingClassifier
 from sklearn.tree import DecisionTreeClassifier
 
 from modelregistry import demo
-from modelregistry.acceleration import (
+from modelregistry.onnx import (
     PROBE_ROWS,
     Conversion,
     OnnxPredictor,
@@ -24,7 +24,7 @@ from modelregistry.acceleration import (
     probe_rows,
     value_difference,
 )
-from modelregistry.onnx_exact import split_threshold_rows
+from modelregistry.onnx.exact import split_threshold_rows
 from modelregistry.schema import check_estimator, derive_schema, describe_output
 from modelregistry.serving import EXACT_RELATIVE
 

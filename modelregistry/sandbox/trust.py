@@ -41,7 +41,7 @@ from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils import all_estimators
 from sklearn.utils._bunch import Bunch
 
-from .errors import ArtifactInvalid, UntrustedType
+from ..errors import ArtifactInvalid, UntrustedType
 
 
 def type_name(obj) -> str:

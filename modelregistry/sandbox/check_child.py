@@ -1,8 +1,9 @@
-"""Load and check a new upload in a jailed process: the child side of `loader.validate_artifact`.
+"""Load and check a new upload in a jailed process: the child side of
+`artifacts.validate_artifact`.
 
-Run as `python -m modelregistry.jail ... modelregistry.check_upload WORKDIR` (see `jail`), so the
-first load of an artifact, its smoke predictions and its ONNX conversion never run in a web
-process. WORKDIR holds `request.json` ({"trusted_types", "onnx"}),
+Run as `python -m modelregistry.sandbox.jail ... modelregistry.sandbox.check_child WORKDIR` (see
+`jail`), so the first load of an artifact, its smoke predictions and its ONNX conversion never
+run in a web process. WORKDIR holds `request.json` ({"trusted_types", "onnx"}),
 `artifact.skops` and, when one was given, `sample.csv`. The child writes `outcome.json`:
 `{"ok": true, "report": <schema.check_estimator's dict>, "onnx": <fields> | null}` or
 `{"ok": false, "code": "untrusted_type" | "artifact_invalid", "detail": "...", "errors": [...]}`.
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from modelregistry import jail, schema, trust
+from modelregistry import schema
 from modelregistry.errors import ArtifactInvalid, ServingError
-from modelregistry.jail import read_inside
+from modelregistry.sandbox import jail, trust
+from modelregistry.sandbox.jail import read_inside
 
 REQUEST, ARTIFACT, SAMPLE, OUTCOME = "request.json", "artifact.skops", "sample.csv", "outcome.json"
 BYTES_FILE = "bytes_file"  # marks a field whose bytes are in a file of the work dir
@@ -59,15 +61,15 @@ def decode_fields(fields: dict, workdir: str) -> dict:
 
 
 def check(workdir: str, request: dict) -> dict:
-    """Load the artifact, check it as `loader.validate_artifact` promises, try ONNX."""
+    """Load the artifact, check it as `artifacts.validate_artifact` promises, try ONNX."""
     estimator = trust.load_skops(read_inside(workdir, ARTIFACT), request["trusted_types"])
     sample = read_inside(workdir, SAMPLE) if Path(workdir, SAMPLE).exists() else None
     report = schema.check_estimator(estimator, sample=sample)
     onnx = None
     if request["onnx"]:
-        from modelregistry import acceleration  # onnxruntime: only when asked, it takes a while
+        from modelregistry import onnx  # onnxruntime: only when asked, it takes a while
 
-        conversion = acceleration.convert(
+        conversion = onnx.convert(
             estimator,
             schema=report["input_schema"],
             output=report["output_info"],

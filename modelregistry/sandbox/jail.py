@@ -1,8 +1,8 @@
 """Run a module in a confined child process: it can write only inside its own work dir.
 
 The parent calls `run(module, args, workdir=...)`, which starts
-`python -m modelregistry.jail ... MODULE ARGS`; that child confines itself (`confine`) before it
-imports MODULE, then runs MODULE as `__main__`. Confinement, strongest first:
+`python -m modelregistry.sandbox.jail ... MODULE ARGS`; that child confines itself (`confine`)
+before it imports MODULE, then runs MODULE as `__main__`. Confinement, strongest first:
 
 - Landlock (Linux >= 5.13; this module speaks to the kernel through `syscall`, no dependency):
   every write outside the work dir is refused (create, write, truncate, delete, rename, link),
@@ -37,7 +37,7 @@ SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF =
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
 FS_WRITE_FILE = 1 << 1
-OUT_OF_MEMORY_MARK = "Cannot allocate memory"  # one of loader.OUT_OF_MEMORY_SIGNS
+OUT_OF_MEMORY_MARK = "Cannot allocate memory"  # one of artifacts.OUT_OF_MEMORY_SIGNS
 NEAR_LIMIT = 0.9  # a peak above this share of RLIMIT_AS means the limit was what failed
 FS_REMOVE_DIR, FS_REMOVE_FILE = 1 << 4, 1 << 5
 FS_MAKE_ANY = sum(1 << bit for bit in range(6, 13))  # char, dir, reg, sock, fifo, block, sym
@@ -211,7 +211,7 @@ def child_env(workdir: str, extra: dict[str, str]) -> dict[str, str]:
         "HOME": workdir,  # libraries that keep a cache or an id write there, not in ~
         "TMPDIR": workdir,
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),  # the repository root
     }
     return env | extra
 
@@ -235,7 +235,7 @@ def run(
         sys.executable,
         "-P",  # sys.path gets no cwd entry
         "-m",
-        "modelregistry.jail",
+        "modelregistry.sandbox.jail",
         f"--workdir={workdir}",
         f"--memory-mb={memory_mb}",
         f"--cpu-seconds={max(1, int(timeout))}",
@@ -286,7 +286,7 @@ def _tail(workdir: str, name: str) -> str:
 
 def main() -> None:
     """Child side: confine, then run the module named on the command line as __main__."""
-    parser = argparse.ArgumentParser(prog="python -m modelregistry.jail")
+    parser = argparse.ArgumentParser(prog="python -m modelregistry.sandbox.jail")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("--cpu-seconds", type=int, required=True)
