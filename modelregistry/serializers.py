@@ -22,7 +22,7 @@ class VersionUploadInput(serializers.Serializer):
 
 class VersionOutput(serializers.ModelSerializer):
     model = serializers.CharField(source="registered_model.name")
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     has_sample = serializers.SerializerMethodField()
     serving = serializers.SerializerMethodField()
 
