@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from modelregistry.models import RegisteredModel
 from modelregistry.serving import APPROXIMATE_HEADER
 
-from . import jobfiles, metrics, monitoring, readiness, services, uploads
+from . import intake, jobfiles, metrics, monitoring, readiness, services
 from .errors import (
     PROBLEM_CONTENT_TYPE,
     InvalidInput,
@@ -32,7 +32,7 @@ TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
 class PredictionView(APIView):
-    # Only multipart goes through DRF's parsers; every other body is read by uploads.py.
+    # Only multipart goes through DRF's parsers; every other body is read by intake.py.
     parser_classes = [MultiPartParser]
     permission_classes = [PredictPermission]
     throttle_classes = [PredictThrottle]
@@ -69,7 +69,7 @@ class PredictView(PredictionView):
     def post(self, request, name, number=None):
         version = services.servable_version(name, number)
         note_request(request, version_number=version.number)
-        received = uploads.receive(request)
+        received = intake.receive(request)
         if received.job_input is not None:
             return _submit_job(request, version, received.job_input)
         parsed = received.parsed
@@ -96,7 +96,7 @@ class JobCreateView(PredictionView):
     def post(self, request, name, number=None):
         version = services.servable_version(name, number)
         note_request(request, version_number=version.number)
-        received = uploads.receive(request, as_job=True)
+        received = intake.receive(request, as_job=True)
         return _submit_job(request, version, received.job_input)
 
 
