@@ -33,6 +33,7 @@ class Format:
     extensions: tuple[str, ...]  # names a multipart file by when its own type says nothing
     parser: Callable[[bytes, str | None], ParsedInput]  # bytes -> rows
     plan_chunks: Callable[[Path], ChunkPlan]  # cuts a job's input into chunks
+    # Reads one chunk back as rows; a text format's reader is handed `parse` for its bytes.
     chunk_reader: Callable[[Path, ChunkPlan, int, Callable[[bytes], ParsedInput]], ParsedInput]
     schema_type: str  # how the OpenAPI schema shows a body: "object", "string" or "binary"
     # A job input of this format over JOB_MAX_JSON_BYTES is refused: it is read whole.

@@ -27,14 +27,17 @@ def _queue():
 
 
 def plan_id(job_id) -> str:
+    """The RQ id of the job's planning step."""
     return f"{job_id}-plan"
 
 
 def chunk_id(job_id, index: int) -> str:
+    """The RQ id of the step that scores chunk `index`."""
     return f"{job_id}-chunk-{index}"
 
 
 def finish_id(job_id) -> str:
+    """The RQ id of the merging step."""
     return f"{job_id}-finish"
 
 
