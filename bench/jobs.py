@@ -316,18 +316,15 @@ def one_chunk_in_process(version, csv_path: Path) -> dict:
     what a work horse does, without forking, importing and loading the model."""
     from django.conf import settings
 
-    from predictions import jobfiles, parsers
+    from predictions import formats
     from predictions.services.scoring import score_rows
 
-    header, ranges = jobfiles.plan_text_chunks(
-        csv_path, chunk_bytes=settings.JOB_CHUNK_BYTES, has_header=True
-    )
-    start, end = ranges[0]
+    plan = formats.CSV.plan_chunks(csv_path)
     started = time.perf_counter()
-    parsed = parsers.parse_body(jobfiles.read_byte_range(csv_path, start, end, header), "text/csv")
+    parsed = formats.CSV.read_chunk(csv_path, plan, 0)
     result = score_rows(version=version, parsed=parsed)
     return {
-        "chunks": len(ranges),
+        "chunks": len(plan.ranges),
         "chunk_bytes": settings.JOB_CHUNK_BYTES,
         "rows": result.rows,
         "seconds": time.perf_counter() - started,

@@ -1,9 +1,9 @@
-"""A job's files under MEDIA_ROOT/jobs/<id>/, and the byte-range plan that splits its input.
+"""A job's files under MEDIA_ROOT/jobs/<id>/: the input, each chunk's scored part, the merged
+result and errors, and reading the result back (CSV escaped against formula injection).
 
-The input is cut into chunks at record boundaries (by bytes, without parsing), so chunk jobs
-can parse and score their piece in parallel with the same parsers as a synchronous request.
 Every file a reader may see is written to a temporary name first and renamed into place.
-MEDIA_ROOT must be one filesystem shared by the web processes and every worker.
+MEDIA_ROOT must be one filesystem shared by the web processes and every worker. How the input
+is cut into chunks is `chunking.py`'s job.
 """
 
 import csv
@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from django.conf import settings
 
 COPY_BYTES = 1024 * 1024
-SCAN_BYTES = 8 * 1024 * 1024
 ERROR_FIELDS = ["row", "field", "code", "message"]
 
 
@@ -80,98 +81,6 @@ def copy_stream(read: Callable[[int], bytes], target: Path, *, max_bytes: int, t
     return total
 
 
-# --- Splitting ---------------------------------------------------------------------------------
-
-
-def _next_boundary(handle, start: int, size: int, quotes_even: bool, text_quotes: bool) -> int:
-    """The offset just after the first record-ending newline at or after `start`.
-
-    With `text_quotes` (CSV), a newline inside a quoted field does not end a record: a newline
-    ends one when the number of quote characters before it is even.
-    """
-    position, even = start, quotes_even
-    handle.seek(position)
-    while position < size:
-        block = handle.read(SCAN_BYTES)
-        if not block:
-            break
-        offset = 0
-        while True:
-            newline = block.find(b"\n", offset)
-            if newline < 0:
-                if text_quotes:
-                    even ^= block.count(b'"', offset) % 2 == 1
-                break
-            if text_quotes:
-                even ^= block.count(b'"', offset, newline) % 2 == 1
-            if even:
-                return position + newline + 1
-            offset = newline + 1
-        position += len(block)
-    return size
-
-
-def _quotes_even(handle, start: int, end: int) -> bool:
-    handle.seek(start)
-    count, remaining = 0, end - start
-    while remaining > 0:
-        block = handle.read(min(SCAN_BYTES, remaining))
-        if not block:
-            break
-        count += block.count(b'"')
-        remaining -= len(block)
-    return count % 2 == 0
-
-
-def plan_text_chunks(path: Path, *, chunk_bytes: int, has_header: bool) -> tuple[bytes, list]:
-    """Split a CSV (`has_header`) or JSON lines file into [start, end) byte ranges of whole
-    records, about `chunk_bytes` each. Returns (the CSV header line or b"", ranges)."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        header_end = _next_boundary(handle, 0, size, True, has_header) if has_header else 0
-        handle.seek(0)
-        header = handle.read(header_end)
-        ranges, start = [], header_end
-        while start < size:
-            target = min(size, start + chunk_bytes)
-            even = _quotes_even(handle, start, target) if has_header else True
-            end = _next_boundary(handle, target, size, even, has_header) if target < size else size
-            ranges.append([start, end])
-            start = end
-    return header, ranges
-
-
-def plan_parquet_chunks(path: Path, *, chunk_rows: int) -> tuple[int, list]:
-    """Split a Parquet file into [first_row, end_row) ranges. Returns (rows, ranges)."""
-    rows = pq.ParquetFile(path).metadata.num_rows
-    return rows, [[start, min(rows, start + chunk_rows)] for start in range(0, rows, chunk_rows)]
-
-
-def read_byte_range(path: Path, start: int, end: int, header: bytes = b"") -> bytes:
-    """A text chunk, with the CSV header in front when the chunk does not start the file."""
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        body = handle.read(end - start)
-    return body if start == 0 or not header else header + body
-
-
-def read_parquet_rows(path: Path, start: int, end: int, batch_rows: int = 65_536):
-    """Rows [start, end) of a Parquet file as a pyarrow Table, reading only what it needs."""
-    import pyarrow as pa
-
-    parquet, batches, position = pq.ParquetFile(path), [], 0
-    for batch in parquet.iter_batches(batch_size=batch_rows):
-        following = position + batch.num_rows
-        if following > start:
-            batches.append(batch.slice(max(0, start - position), end - max(start, position)))
-        position = following
-        if position >= end:
-            break
-    if not batches:
-        return parquet.schema_arrow.empty_table()
-    return pa.Table.from_batches(batches)
-
-
 # --- Errors files ------------------------------------------------------------------------------
 
 
@@ -192,6 +101,71 @@ def append_errors(source: Path, out: io.TextIOBase, *, row_offset: int) -> None:
         next(reader, None)
         for row, *rest in reader:
             writer.writerow([int(row) + row_offset, *rest])
+
+
+# --- Parts and the merged result ---------------------------------------------------------------
+
+
+def prediction_type(output_info: dict) -> pa.DataType:
+    """The Arrow type of a version's predictions: its class labels' type, or float."""
+    classes = output_info.get("classes")
+    if output_info["task"] == "regression" or not classes:
+        return pa.float64()
+    if all(isinstance(label, bool) for label in classes):
+        return pa.bool_()
+    if all(isinstance(label, int) for label in classes):
+        return pa.int64()
+    if all(isinstance(label, (int, float)) for label in classes):
+        return pa.float64()
+    return pa.string()
+
+
+def write_part(
+    job_id,
+    index: int,
+    *,
+    predictions: list,
+    output_info: dict,
+    ids: pd.Series | None,
+    errors: list[dict],
+) -> None:
+    """Write chunk `index`'s scored rows (row from 0, prediction, id as text) and its errors."""
+    columns = {"row": pa.array(range(len(predictions)), pa.int64())}
+    columns["prediction"] = pa.array(predictions, prediction_type(output_info))
+    if ids is not None:
+        ids = ids.reset_index(drop=True)
+        columns["id"] = pa.array(
+            ids.astype(object)
+            .where(ids.notna(), None)
+            .map(lambda value: None if value is None else str(value)),
+            pa.string(),
+        )
+    with written_atomically(part_path(job_id, index)) as temporary:
+        pq.write_table(pa.table(columns), temporary)
+    write_errors_csv(part_errors_path(job_id, index), errors)
+
+
+def merge_parts(job_id, chunks: int) -> tuple[int, int]:
+    """Merge the parts in order into result.parquet and errors.csv, renumbering the rows.
+    Returns (rows, rows failed)."""
+    rows = failed = 0
+    with (
+        written_atomically(result_path(job_id)) as result_tmp,
+        written_atomically(errors_path(job_id)) as errors_tmp,
+        open(errors_tmp, "w", newline="") as errors_out,
+    ):
+        csv.writer(errors_out).writerow(ERROR_FIELDS)
+        writer = None
+        for index in range(chunks):
+            table = pq.read_table(part_path(job_id, index))
+            table = table.set_column(0, "row", pc.add(table["row"], rows))
+            writer = writer or pq.ParquetWriter(result_tmp, table.schema)
+            writer.write_table(table)
+            append_errors(part_errors_path(job_id, index), errors_out, row_offset=rows)
+            failed += pc.sum(pc.is_null(table["prediction"])).as_py() or 0
+            rows += table.num_rows
+        writer.close()
+    return rows, failed
 
 
 # --- Reading results ---------------------------------------------------------------------------

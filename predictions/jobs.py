@@ -1,38 +1,11 @@
-"""RQ entry points only: each takes ids, re-reads our row, and calls a service.
+"""The RQ entry points under their old dotted path, "predictions.jobs.<function>".
 
-A ServingError (bad input, a model that cannot load) marks the job failed with its message; any
-other exception marks it failed too and is re-raised, so RQ keeps the traceback.
+They live in predictions/tasks.py now, and new steps are queued under that path. Steps queued
+before an upgrade (waiting, deferred behind their chunks, or due for a retry) still sit in
+Redis under this one, and RQ imports a step's function by its dotted path when a worker picks
+it up: this module keeps them running. It can go once no queue holds such a step.
 """
 
-from django.conf import settings
-from rq.timeouts import JobTimeoutException
+from .tasks import finish_job, plan_job, score_chunk
 
-from modelregistry.errors import ServingError
-
-from . import services
-
-
-def _run(step, job_id: str, *args) -> None:
-    try:
-        step(job_id, *args)
-    except ServingError as exc:
-        services.fail_job(job_id, exc.detail)
-    except JobTimeoutException:
-        seconds = settings.JOB_TIMEOUT_SECONDS
-        services.fail_job(job_id, f"A step of the job ran over JOB_TIMEOUT_SECONDS ({seconds} s).")
-        raise
-    except BaseException as exc:
-        services.fail_job(job_id, f"Internal error ({type(exc).__name__}); see the worker log.")
-        raise
-
-
-def plan_job(job_id: str) -> None:
-    _run(services.plan_job, job_id)
-
-
-def score_chunk(job_id: str, index: int) -> None:
-    _run(services.score_chunk, job_id, index)
-
-
-def finish_job(job_id: str) -> None:
-    _run(services.finish_job, job_id)
+__all__ = ["finish_job", "plan_job", "score_chunk"]

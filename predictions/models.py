@@ -20,6 +20,9 @@ FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class InputFormat(models.TextChoices):
+    """The `name` and `label` of each format in formats.FORMATS (a unit test checks that they
+    agree); kept here, in migration 0001's order, because the field's choices are part of it."""
+
     CSV = "csv", "CSV"
     JSONL = "jsonl", "JSON lines"
     JSON = "json", "JSON"

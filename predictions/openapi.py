@@ -5,6 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
+from . import formats
 from .serializers import JobOutput, PredictOutput
 
 ROW = {
@@ -31,6 +32,24 @@ class ProblemOutput(serializers.Serializer):
     code = serializers.CharField(help_text="Stable, machine-readable.")
     request_id = serializers.CharField()
     errors = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+SCHEMA_TYPES = {
+    "object": OpenApiTypes.OBJECT,
+    "string": OpenApiTypes.STR,
+    "binary": OpenApiTypes.BINARY,
+}
+
+
+def request_bodies(**form_fields: dict) -> dict:
+    """The request body of each input format, then multipart with its `file` (and fields)."""
+    bodies = {item.media_types[0]: SCHEMA_TYPES[item.schema_type] for item in formats.FORMATS}
+    bodies[formats.MULTIPART] = {
+        "type": "object",
+        "properties": {"file": {"type": "string", "format": "binary"}, **form_fields},
+        "required": ["file"],
+    }
+    return bodies
 
 
 def _problem(description: str) -> OpenApiResponse:
@@ -151,17 +170,7 @@ predict_schema = extend_schema(
             description="Classifiers: add per-class probabilities (like `return_probabilities`).",
         )
     ],
-    request={
-        "application/json": OpenApiTypes.OBJECT,
-        "application/x-ndjson": OpenApiTypes.STR,
-        "text/csv": OpenApiTypes.STR,
-        "application/vnd.apache.parquet": OpenApiTypes.BINARY,
-        "multipart/form-data": {
-            "type": "object",
-            "properties": {"file": {"type": "string", "format": "binary"}},
-            "required": ["file"],
-        },
-    },
+    request=request_bodies(),
     responses={
         200: PredictOutput,
         202: OpenApiResponse(
@@ -191,19 +200,6 @@ job_schema = extend_schema(
     parameters=[
         OpenApiParameter("id_column", OpenApiTypes.STR, description="Input column to keep.")
     ],
-    request={
-        "text/csv": OpenApiTypes.STR,
-        "application/x-ndjson": OpenApiTypes.STR,
-        "application/vnd.apache.parquet": OpenApiTypes.BINARY,
-        "application/json": OpenApiTypes.OBJECT,
-        "multipart/form-data": {
-            "type": "object",
-            "properties": {
-                "file": {"type": "string", "format": "binary"},
-                "id_column": {"type": "string"},
-            },
-            "required": ["file"],
-        },
-    },
+    request=request_bodies(id_column={"type": "string"}),
     responses={202: JobOutput, **ERROR_RESPONSES},
 )

@@ -4,8 +4,8 @@ import django_rq
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
+from core.errors import ServingError
 from modelregistry import services as registry_services
-from modelregistry.errors import ServingError
 from modelregistry.models import ModelVersion
 
 

@@ -13,7 +13,7 @@ from core.errors import PROBLEM_CONTENT_TYPE, problem
 from modelregistry.models import RegisteredModel
 from modelregistry.serving import APPROXIMATE_HEADER
 
-from . import jobfiles, monitoring, services, uploads
+from . import intake, jobfiles, monitoring, services
 from .errors import InvalidInput, JobNotFound, ResultsNotReady
 from .models import JobStatus, PredictionJob
 from .openapi import job_schema, predict_schema
@@ -26,7 +26,7 @@ TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
 class PredictionView(APIView):
-    # Only multipart goes through DRF's parsers; every other body is read by uploads.py.
+    # Only multipart goes through DRF's parsers; every other body is read by intake.py.
     parser_classes = [MultiPartParser]
     permission_classes = [PredictPermission]
     throttle_classes = [PredictThrottle]
@@ -63,7 +63,7 @@ class PredictView(PredictionView):
     def post(self, request, name, number=None):
         version = services.servable_version(name, number)
         note_request(request, version_number=version.number)
-        received = uploads.receive(request)
+        received = intake.receive(request)
         if received.job_input is not None:
             return _submit_job(request, version, received.job_input)
         parsed = received.parsed
@@ -90,7 +90,7 @@ class JobCreateView(PredictionView):
     def post(self, request, name, number=None):
         version = services.servable_version(name, number)
         note_request(request, version_number=version.number)
-        received = uploads.receive(request, as_job=True)
+        received = intake.receive(request, as_job=True)
         return _submit_job(request, version, received.job_input)
 
 

@@ -50,7 +50,7 @@ def servable_version(model_name: str, number: int | None) -> ModelVersion:
 
 
 def check_sync_rows(rows: int) -> None:
-    """Refuse an empty request (uploads.receive turns one over the row bound into a job)."""
+    """Refuse an empty request (intake.receive turns one over the row bound into a job)."""
     if rows == 0:
         raise EmptyInput("The request has no rows: send at least one.")
 

@@ -17,7 +17,7 @@ from rq.serializers import JSONSerializer
 from modelregistry.demo import house_prices_data
 from predictions import jobfiles
 from predictions.models import PredictionJob
-from predictions.services import jobs as job_services
+from predictions.services import queue as job_queue
 
 pytestmark = pytest.mark.django_db
 
@@ -227,7 +227,7 @@ def test_redis_down_at_submit_is_503_and_leaves_nothing(
     before = set(jobs_root.iterdir()) if jobs_root.exists() else set()
     closed = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
     monkeypatch.setattr(
-        job_services,
+        job_queue,
         "_queue",
         lambda: Queue("default", connection=closed, serializer=JSONSerializer),
     )

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelregistry.errors import ServingError
-from predictions import parsers, validation
+from core.errors import ServingError
+from predictions import formats, validation
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ SCHEMA = {
         },
     ]
 }
-FORMATS = sorted(parsers.PARSERS)
+MEDIA_TYPES = sorted(media for item in formats.FORMATS for media in item.media_types)
 TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.sampled_from(["a", "b"])
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
@@ -55,13 +55,13 @@ ENVELOPES = JSON_VALUES | st.fixed_dictionaries(
 def parse_and_check(body: bytes, content_type: str) -> None:
     """Parse, then check the rows against a small schema: rows or a ServingError."""
     try:
-        parsed = parsers.parse_body(body, content_type)
+        parsed = formats.for_media_type(*formats.media_type(content_type)).parse(body)
         validation.check_rows(parsed.frame, SCHEMA, max_string_length=100)
     except ServingError as error:
         assert 400 <= error.status_code < 500, error
 
 
-@pytest.mark.parametrize("content_type", FORMATS)
+@pytest.mark.parametrize("content_type", MEDIA_TYPES)
 @PROPERTY
 @given(body=st.binary(max_size=300))
 def test_arbitrary_bytes_give_rows_or_a_client_error(content_type, body):

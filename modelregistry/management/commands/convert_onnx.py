@@ -4,8 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
+from core.errors import ServingError
 from modelregistry import onnx, services, serving
-from modelregistry.errors import ServingError
 from modelregistry.models import ModelVersion, VersionStatus
 
 

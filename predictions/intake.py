@@ -1,8 +1,9 @@
 """What a predict or jobs request carries: rows small enough to answer now, or a job's input.
 
-Sizes are checked before anything is read. A body over the synchronous bounds is never read
-into memory: it is copied to the job's folder in bounded pieces (multipart files are spooled to a
-temporary file by Django's upload handlers first).
+The request's format is resolved once, and sizes are checked before anything is read. A body
+over the synchronous bounds is never read into memory: it is copied to the job's folder in
+bounded pieces (multipart files are spooled to a temporary file by Django's upload handlers
+first).
 """
 
 import shutil
@@ -11,19 +12,13 @@ from pathlib import Path
 
 from django.conf import settings
 
-from . import jobfiles, parsers
-from .errors import InputTooLarge, InvalidInput, UnsupportedFormat
-from .models import InputFormat
+from . import formats, jobfiles
+from .errors import InputTooLarge, InvalidInput
+from .formats import Format
 from .parsers import ParsedInput
 from .services import JobInput
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
-FORMATS = {
-    parsers.read_csv: InputFormat.CSV,
-    parsers.read_json_lines: InputFormat.JSONL,
-    parsers.read_json: InputFormat.JSON,
-    parsers.read_parquet: InputFormat.PARQUET,
-}
 
 
 @dataclass
@@ -42,21 +37,9 @@ def _over_upload_limit(size: int) -> InputTooLarge:
     return _too_large(size, settings.MAX_UPLOAD_BYTES, "MAX_UPLOAD_BYTES", "Split the file.")
 
 
-def _input_format(content_type: str) -> tuple[str, str]:
-    """(job input format, charset) of a media type; 415 for one we cannot read."""
-    kind, params = parsers.media_type(content_type)
-    reader = parsers.PARSERS.get("application/json" if kind.endswith("+json") else kind)
-    if reader is None:
-        shown = f"'{kind[:80]}'" if kind else "no Content-Type"
-        raise UnsupportedFormat(
-            f"Cannot read a body sent with {shown}; send {parsers.SUPPORTED_TYPES}."
-        )
-    return FORMATS[reader], params.get("charset", "")[:40]
-
-
-def _check_json_size(input_format: str, size: int) -> None:
+def _check_json_size(input_format: Format, size: int) -> None:
     limit = settings.JOB_MAX_JSON_BYTES
-    if input_format == InputFormat.JSON and size > limit:
+    if input_format.is_json_size_limited and size > limit:
         raise _too_large(
             size,
             limit,
@@ -65,19 +48,16 @@ def _check_json_size(input_format: str, size: int) -> None:
         )
 
 
-def _from_bytes(body: bytes, content_type: str, name: str) -> JobInput:
-    input_format, charset = _input_format(content_type)
-
+def _from_bytes(body: bytes, input_format: Format, name: str) -> JobInput:
     def copy_to(target: Path) -> int:
         with jobfiles.written_atomically(target) as temporary:
             temporary.write_bytes(body)
         return len(body)
 
-    return JobInput(format=input_format, name=name, copy_to=copy_to, charset=charset)
+    return JobInput(format=input_format, name=name, copy_to=copy_to)
 
 
-def _from_stream(request, content_type: str, size: int) -> JobInput:
-    input_format, charset = _input_format(content_type)
+def _from_stream(request, input_format: Format, size: int) -> JobInput:
     _check_json_size(input_format, size)
 
     def copy_to(target: Path) -> int:
@@ -88,13 +68,10 @@ def _from_stream(request, content_type: str, size: int) -> JobInput:
             too_large=_over_upload_limit,
         )
 
-    return JobInput(
-        format=input_format, name=f"body.{input_format}", copy_to=copy_to, charset=charset
-    )
+    return JobInput(format=input_format, name=f"body.{input_format.name}", copy_to=copy_to)
 
 
-def _from_upload(upload, content_type: str) -> JobInput:
-    input_format, charset = _input_format(content_type)
+def _from_upload(upload, input_format: Format) -> JobInput:
     _check_json_size(input_format, upload.size)
 
     def copy_to(target: Path) -> int:
@@ -108,7 +85,7 @@ def _from_upload(upload, content_type: str) -> JobInput:
                     shutil.copyfileobj(upload, out, jobfiles.COPY_BYTES)
         return upload.size
 
-    return JobInput(format=input_format, name=upload.name, copy_to=copy_to, charset=charset)
+    return JobInput(format=input_format, name=upload.name, copy_to=copy_to)
 
 
 def _declared_length(request) -> int:
@@ -118,37 +95,42 @@ def _declared_length(request) -> int:
         raise InvalidInput("The Content-Length header is not a number.") from None
 
 
+def _the_file(request):
+    """The one file of a multipart request, within MAX_UPLOAD_BYTES."""
+    files = request.FILES.getlist("file")
+    if len(files) != 1:
+        raise InvalidInput("Send exactly one file in the multipart field 'file'.")
+    if files[0].size > settings.MAX_UPLOAD_BYTES:
+        raise _over_upload_limit(files[0].size)
+    return files[0]
+
+
 def receive(request, *, as_job: bool = False) -> Received:
     """Read a predict request's rows, or prepare its input for a job.
 
     With `as_job` the input always becomes a job; otherwise only when it is over
     PREDICT_SYNC_MAX_BYTES or PREDICT_SYNC_MAX_ROWS.
     """
-    kind, _ = parsers.media_type(request.content_type)
+    kind, params = formats.media_type(request.content_type)
     declared = _declared_length(request)
-    is_multipart = kind == "multipart/form-data"
+    is_multipart = kind == formats.MULTIPART
     if declared > settings.MAX_UPLOAD_BYTES + (MULTIPART_OVERHEAD_BYTES if is_multipart else 0):
         raise _over_upload_limit(declared)
     sync_limit = settings.PREDICT_SYNC_MAX_BYTES
     if is_multipart:
-        files = request.FILES.getlist("file")
-        if len(files) != 1:
-            raise InvalidInput("Send exactly one file in the multipart field 'file'.")
-        upload = files[0]
-        if upload.size > settings.MAX_UPLOAD_BYTES:
-            raise _over_upload_limit(upload.size)
-        content_type = parsers.file_media_type(upload.name, upload.content_type or "")
+        upload = _the_file(request)
+        input_format = formats.for_file(upload.name, upload.content_type or "")
         if as_job or upload.size > sync_limit:
-            return Received(job_input=_from_upload(upload, content_type))
+            return Received(job_input=_from_upload(upload, input_format))
         body, name = upload.read(), upload.name
     else:
-        content_type, name = request.content_type, "body"
+        input_format = formats.for_media_type(kind, params)
         if as_job or declared > sync_limit:
-            return Received(job_input=_from_stream(request, content_type, declared))
-        body = request.body
+            return Received(job_input=_from_stream(request, input_format, declared))
+        body, name = request.body, "body"
         if len(body) > sync_limit:  # a body sent without Content-Length
             raise _too_large(len(body), sync_limit, "PREDICT_SYNC_MAX_BYTES", "Submit a job.")
-    parsed = parsers.parse_body(body, content_type)
+    parsed = input_format.parse(body)
     if parsed.rows > settings.PREDICT_SYNC_MAX_ROWS:
-        return Received(job_input=_from_bytes(body, content_type, name))
+        return Received(job_input=_from_bytes(body, input_format, name))
     return Received(parsed=parsed)

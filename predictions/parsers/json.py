@@ -1,27 +1,30 @@
-"""Turn a request body (JSON, JSON lines, CSV, Parquet) into a DataFrame of rows and a form.
+"""JSON and JSON lines bodies -> rows, in any of the request forms.
 
 The form says what the client sent and so what it gets back: `single` (one row, answered with
 `prediction`), `batch` (answered with `predictions`) or `mlflow` (MLflow's scoring shapes,
-answered with `predictions`). Parsers only read; checking rows against a schema is
-`validation.py`'s job. Every problem with the body as a whole raises `InvalidInput` or
-`UnsupportedFormat`; a row that is not an object is kept as an empty row and reported.
+answered with `predictions`). Every problem with the body as a whole raises `InvalidInput`; a
+row that is not an object is kept as an empty row and reported.
 """
 
-import io
 import json
 import re
-from collections import Counter
 
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-from django.utils.http import parse_header_parameters
 
-from .errors import EmptyInput, InvalidInput, MalformedRequest, UnsupportedFormat
+from ..errors import InvalidInput, MalformedRequest
+from .common import (
+    BATCH,
+    JSON_NAN,
+    MIN_CELL_BUDGET,
+    MLFLOW,
+    SINGLE,
+    JsonNaN,
+    ParsedInput,
+    cell_budget,
+)
 
-SINGLE, BATCH, MLFLOW = "single", "batch", "mlflow"
 # Keys that make a JSON object a request envelope rather than one row of features.
 ENVELOPE_KEYS = {
     "inputs",
@@ -34,69 +37,11 @@ ENVELOPE_KEYS = {
     "params",
 }
 MAX_NUMBER_CHARS = 100
-MIN_CELL_BUDGET = 1_000_000
-CSV_DELIMITERS = (",", ";", "\t", "|")
 _SPACED_KEY = re.compile(rb'"\s+:')
 # Maps the bytes a JSON number is made of to b"0" and every other byte to a space, so that a
 # run of more than MAX_NUMBER_CHARS zeros marks a body that may hold an over-long number.
 _NUMBER_BYTES = bytes(48 if chr(i) in "0123456789+-.eE" else 32 for i in range(256))
 _LONG_NUMBER = b"0" * (MAX_NUMBER_CHARS + 1)
-
-
-class JsonNaN:
-    """JSON's `NaN`, kept apart from null: it fails its row as not finite, even where the model
-    takes a missing value (a float NaN would read as null)."""
-
-    def __repr__(self) -> str:
-        return "NaN"
-
-
-JSON_NAN = JsonNaN()
-
-
-class ParsedInput:
-    """Rows as a DataFrame (columns as sent), the request form and the options it carried.
-
-    A single JSON object keeps its `record` (the dict as sent) and builds its one-row `frame`
-    only when asked: the fast path (`validation.check_record`) checks the record without pandas.
-    """
-
-    def __init__(
-        self,
-        frame: pd.DataFrame | None = None,
-        form: str = BATCH,
-        *,
-        return_probabilities: bool = False,
-        text_numbers: bool = False,
-        record: dict | None = None,
-    ):
-        self._frame = frame
-        self.form = form
-        self.return_probabilities = return_probabilities
-        # True when numbers arrive as text (CSV): "3.5" is then a number, not a wrong type.
-        self.text_numbers = text_numbers
-        self.record = record
-        # {"row", "field", "code", "message"} for rows that could not even be read as rows.
-        self.row_errors: list[dict] = []
-        # Per column, the rows that did not have the key at all (JSON rows only).
-        self.absent: dict[str, np.ndarray] = {}
-
-    @property
-    def frame(self) -> pd.DataFrame:
-        if self._frame is None:
-            self._frame = pd.DataFrame([self.record] if self.record is not None else [])
-        return self._frame
-
-    @frame.setter
-    def frame(self, frame: pd.DataFrame) -> None:
-        self._frame, self.record = frame, None
-
-    @property
-    def rows(self) -> int:
-        return 1 if self._frame is None and self.record is not None else len(self.frame)
-
-
-# --- JSON -------------------------------------------------------------------------------------
 
 
 def _reject_duplicates(pairs: list[tuple]) -> dict:
@@ -203,7 +148,7 @@ def load_json(body: bytes):
     return data
 
 
-def _records_frame(rows: list, parsed: "ParsedInput", max_cells: int) -> "ParsedInput":
+def _records_frame(rows: list, parsed: ParsedInput, max_cells: int) -> ParsedInput:
     """Fill `parsed` from a list of row objects; a row that is not an object becomes empty."""
     if not all(type(row) is dict for row in rows):
         for index, row in enumerate(rows):
@@ -242,12 +187,6 @@ def _check_sparseness(rows: list[dict], max_cells: int) -> None:
             f"{len(rows) * keys} values, more than this body may make ({max_cells}). "
             "Send the same fields in every row."
         )
-
-
-def _cell_budget(body: bytes) -> int:
-    """The most values a JSON body may make: one per byte (rows sharing their keys spend
-    several bytes on each value), and never less than MIN_CELL_BUDGET."""
-    return max(len(body), MIN_CELL_BUDGET)
 
 
 def _split_frame(payload, where: str) -> pd.DataFrame:
@@ -327,7 +266,7 @@ def read_json_value(data, *, max_cells: int = MIN_CELL_BUDGET) -> ParsedInput:
 
 def read_json(body: bytes, charset: str | None = None) -> ParsedInput:
     """One JSON document in any of the request forms."""
-    return read_json_value(load_json(body), max_cells=_cell_budget(body))
+    return read_json_value(load_json(body), max_cells=cell_budget(body))
 
 
 def read_json_lines(body: bytes, charset: str | None = None) -> ParsedInput:
@@ -339,139 +278,4 @@ def read_json_lines(body: bytes, charset: str | None = None) -> ParsedInput:
                 rows.append(load_json(line))
             except InvalidInput as exc:
                 raise type(exc)(f"JSON lines, line {number}: {exc.detail}") from None
-    return _records_frame(rows, ParsedInput(form=BATCH), _cell_budget(body))
-
-
-# --- CSV and Parquet --------------------------------------------------------------------------
-
-
-def _csv_text(body: bytes, charset: str | None) -> str:
-    encoding = charset or "utf-8"
-    try:
-        text = body.decode(
-            "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
-        )
-    except LookupError:
-        raise UnsupportedFormat(f"Unknown charset {encoding[:40]!r}.") from None
-    except UnicodeDecodeError as exc:
-        raise MalformedRequest(
-            f"The CSV body is not valid {encoding} (byte {exc.start}); send UTF-8, or name the "
-            "encoding in the Content-Type, e.g. 'text/csv; charset=latin-1'."
-        ) from None
-    return text
-
-
-def read_csv(body: bytes, charset: str | None = None) -> ParsedInput:
-    """A CSV with a header row; the delimiter (`,` `;` tab `|`) is the header's most common."""
-    text = _csv_text(body, charset)
-    header = text.split("\n", 1)[0]
-    delimiter = max(CSV_DELIMITERS, key=header.count)
-    names = [name.strip().strip('"') for name in header.rstrip("\r").split(delimiter)]
-    if not header.strip():
-        raise EmptyInput(
-            "The CSV body is empty: it needs a header row and at least one row."
-        ) from None
-    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
-    if duplicated:
-        raise MalformedRequest(
-            f"The CSV header repeats the column(s) {', '.join(duplicated)[:200]}."
-        )
-    try:
-        # pandas reads UTF-8 bytes faster than the decoded text (once decoding has proved them).
-        is_utf8 = (charset or "utf-8").lower().replace("_", "-") == "utf-8"
-        source = io.BytesIO(body) if is_utf8 else io.StringIO(text)
-        frame = pd.read_csv(
-            source,
-            sep=delimiter,
-            skipinitialspace=True,
-            encoding="utf-8-sig" if is_utf8 else None,
-        )
-    except pd.errors.ParserError as exc:
-        raise MalformedRequest(f"The CSV body cannot be read: {str(exc).strip()[:200]}") from None
-    except pd.errors.EmptyDataError:
-        raise EmptyInput(
-            "The CSV body is empty: it needs a header row and at least one row."
-        ) from None
-    if not isinstance(frame.index, pd.RangeIndex):
-        # pandas turns the first fields into an index when the first row has more fields than
-        # the header: every value would land in the wrong column.
-        raise MalformedRequest(
-            "The CSV body cannot be read: its first row has more fields than the header "
-            "(a delimiter at the end of each row?)."
-        )
-    return ParsedInput(frame, BATCH, text_numbers=True)
-
-
-def read_parquet(body: bytes, charset: str | None = None) -> ParsedInput:
-    """A Parquet file; each column is read with its own type."""
-    try:
-        frame = pq.read_table(pa.BufferReader(body)).to_pandas()
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise MalformedRequest(
-            f"The body is not a readable Parquet file: {str(exc)[:200]}"
-        ) from None
-    return ParsedInput(frame, BATCH)
-
-
-# --- Dispatch ---------------------------------------------------------------------------------
-
-PARSERS = {
-    "application/json": read_json,
-    "text/json": read_json,
-    "application/x-ndjson": read_json_lines,
-    "application/jsonl": read_json_lines,
-    "application/jsonlines": read_json_lines,
-    "application/json-lines": read_json_lines,
-    "text/csv": read_csv,
-    "application/csv": read_csv,
-    "application/vnd.apache.parquet": read_parquet,
-    "application/parquet": read_parquet,
-    "application/x-parquet": read_parquet,
-}
-# A file in a multipart upload is recognised by its name when its own type says nothing.
-EXTENSIONS = {
-    ".json": "application/json",
-    ".jsonl": "application/x-ndjson",
-    ".ndjson": "application/x-ndjson",
-    ".csv": "text/csv",
-    ".parquet": "application/vnd.apache.parquet",
-    ".pq": "application/vnd.apache.parquet",
-}
-SUPPORTED_TYPES = (
-    "application/json, application/x-ndjson, text/csv, application/vnd.apache.parquet, "
-    "or multipart/form-data with a file in the field 'file'"
-)
-
-
-def media_type(content_type: str) -> tuple[str, dict]:
-    """The bare media type (lower case) and its parameters."""
-    kind, params = parse_header_parameters(content_type or "")
-    return kind.strip().lower(), params
-
-
-def parse_body(body: bytes, content_type: str) -> ParsedInput:
-    """Read a body sent with `content_type` (any +json type counts as JSON)."""
-    kind, params = media_type(content_type)
-    if kind.endswith("+json"):
-        kind = "application/json"
-    parser = PARSERS.get(kind)
-    if parser is None:
-        shown = f"'{kind[:80]}'" if kind else "no Content-Type"
-        raise UnsupportedFormat(f"Cannot read a body sent with {shown}; send {SUPPORTED_TYPES}.")
-    if not body:
-        raise EmptyInput("The body is empty: send at least one row.")
-    return parser(body, params.get("charset"))
-
-
-def file_media_type(name: str, content_type: str) -> str:
-    """The media type of an uploaded file: its own when we know it, otherwise from its name."""
-    kind, _ = media_type(content_type)
-    if kind in PARSERS or kind.endswith("+json"):
-        return content_type
-    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if suffix in EXTENSIONS:
-        return EXTENSIONS[suffix]
-    raise UnsupportedFormat(
-        f"Cannot tell the format of the file {name[:80]!r}: name it .csv, .json, .jsonl or "
-        ".parquet, or send it with its Content-Type."
-    )
+    return _records_frame(rows, ParsedInput(form=BATCH), cell_budget(body))

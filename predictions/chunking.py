@@ -1,0 +1,172 @@
+"""Cutting a job's input into chunks, and reading one chunk back as rows.
+
+A text input is cut at record boundaries (by bytes, without parsing), so chunk jobs can parse
+and score their piece in parallel with the same parsers as a synchronous request; a Parquet
+input is cut by rows. Each format in `formats.py` names its planner and its chunk reader here.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+
+from .errors import MalformedRequest
+from .parsers import ParsedInput
+
+SCAN_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class ChunkPlan:
+    """The [start, end) ranges of a job's chunks (bytes, or rows for Parquet), the CSV header
+    put in front of every chunk but the first, and the rows when counting them is free."""
+
+    ranges: list[list[int]]
+    header: bytes = b""
+    rows: int | None = None
+
+    def as_json(self) -> dict:
+        """What the job row keeps in `plan` (the header as latin-1 text: bytes one to one)."""
+        return {"header": self.header.decode("latin-1"), "ranges": self.ranges}
+
+    @classmethod
+    def from_json(cls, plan: dict) -> "ChunkPlan":
+        """The plan a job row kept."""
+        return cls(ranges=plan["ranges"], header=plan["header"].encode("latin-1"))
+
+
+# --- Byte ranges of whole records -------------------------------------------------------------
+
+
+def _next_boundary(handle, start: int, size: int, quotes_even: bool, text_quotes: bool) -> int:
+    """The offset just after the first record-ending newline at or after `start`.
+
+    With `text_quotes` (CSV), a newline inside a quoted field does not end a record: a newline
+    ends one when the number of quote characters before it is even.
+    """
+    position, even = start, quotes_even
+    handle.seek(position)
+    while position < size:
+        block = handle.read(SCAN_BYTES)
+        if not block:
+            break
+        offset = 0
+        while True:
+            newline = block.find(b"\n", offset)
+            if newline < 0:
+                if text_quotes:
+                    even ^= block.count(b'"', offset) % 2 == 1
+                break
+            if text_quotes:
+                even ^= block.count(b'"', offset, newline) % 2 == 1
+            if even:
+                return position + newline + 1
+            offset = newline + 1
+        position += len(block)
+    return size
+
+
+def _quotes_even(handle, start: int, end: int) -> bool:
+    handle.seek(start)
+    count, remaining = 0, end - start
+    while remaining > 0:
+        block = handle.read(min(SCAN_BYTES, remaining))
+        if not block:
+            break
+        count += block.count(b'"')
+        remaining -= len(block)
+    return count % 2 == 0
+
+
+def plan_text_chunks(path: Path, *, chunk_bytes: int, has_header: bool) -> tuple[bytes, list]:
+    """Split a CSV (`has_header`) or JSON lines file into [start, end) byte ranges of whole
+    records, about `chunk_bytes` each. Returns (the CSV header line or b"", ranges)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header_end = _next_boundary(handle, 0, size, True, has_header) if has_header else 0
+        handle.seek(0)
+        header = handle.read(header_end)
+        ranges, start = [], header_end
+        while start < size:
+            target = min(size, start + chunk_bytes)
+            even = _quotes_even(handle, start, target) if has_header else True
+            end = _next_boundary(handle, target, size, even, has_header) if target < size else size
+            ranges.append([start, end])
+            start = end
+    return header, ranges
+
+
+def plan_parquet_chunks(path: Path, *, chunk_rows: int) -> tuple[int, list]:
+    """Split a Parquet file into [first_row, end_row) ranges. Returns (rows, ranges)."""
+    rows = pq.ParquetFile(path).metadata.num_rows
+    return rows, [[start, min(rows, start + chunk_rows)] for start in range(0, rows, chunk_rows)]
+
+
+def read_byte_range(path: Path, start: int, end: int, header: bytes = b"") -> bytes:
+    """A text chunk, with the CSV header in front when the chunk does not start the file."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        body = handle.read(end - start)
+    return body if start == 0 or not header else header + body
+
+
+def read_parquet_rows(path: Path, start: int, end: int, batch_rows: int = 65_536) -> pa.Table:
+    """Rows [start, end) of a Parquet file as a pyarrow Table, reading only what it needs."""
+    parquet, batches, position = pq.ParquetFile(path), [], 0
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        following = position + batch.num_rows
+        if following > start:
+            batches.append(batch.slice(max(0, start - position), end - max(start, position)))
+        position = following
+        if position >= end:
+            break
+    if not batches:
+        return parquet.schema_arrow.empty_table()
+    return pa.Table.from_batches(batches)
+
+
+# --- The planners and chunk readers formats.py names --------------------------------------------
+
+
+def plan_csv(path: Path) -> ChunkPlan:
+    """CSV: chunks of about JOB_CHUNK_BYTES, each read with the header row in front."""
+    header, ranges = plan_text_chunks(path, chunk_bytes=settings.JOB_CHUNK_BYTES, has_header=True)
+    return ChunkPlan(ranges=ranges, header=header)
+
+
+def plan_lines(path: Path) -> ChunkPlan:
+    """One record per line (JSON lines): chunks of about JOB_CHUNK_BYTES."""
+    _, ranges = plan_text_chunks(path, chunk_bytes=settings.JOB_CHUNK_BYTES, has_header=False)
+    return ChunkPlan(ranges=ranges)
+
+
+def plan_whole(path: Path) -> ChunkPlan:
+    """A document that cannot be cut (JSON): one chunk, the whole file."""
+    return ChunkPlan(ranges=[[0, path.stat().st_size]])
+
+
+def plan_parquet(path: Path) -> ChunkPlan:
+    """Parquet: chunks of JOB_CHUNK_ROWS rows; the file's metadata counts the rows."""
+    try:
+        rows, ranges = plan_parquet_chunks(path, chunk_rows=settings.JOB_CHUNK_ROWS)
+    except (pa.ArrowException, OSError) as exc:
+        raise MalformedRequest(f"The file is not a readable Parquet file: {exc}") from None
+    return ChunkPlan(ranges=ranges, rows=rows)
+
+
+Parse = Callable[[bytes], ParsedInput]
+
+
+def read_text_chunk(path: Path, plan: ChunkPlan, index: int, parse: Parse) -> ParsedInput:
+    """Chunk `index` of a text input, parsed like a request body of its format."""
+    start, end = plan.ranges[index]
+    return parse(read_byte_range(path, start, end, plan.header))
+
+
+def read_parquet_chunk(path: Path, plan: ChunkPlan, index: int, parse: Parse) -> ParsedInput:
+    """Rows of chunk `index` of a Parquet input, read straight from the file (not `parse`)."""
+    start, end = plan.ranges[index]
+    return ParsedInput(read_parquet_rows(path, start, end).to_pandas())

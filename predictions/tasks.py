@@ -1,0 +1,43 @@
+"""RQ entry points only: each takes ids, re-reads our row, and calls a service.
+
+services/queue.py queues them as "predictions.tasks.<function>".
+
+A ServingError (bad input, a model that cannot load) marks the job failed with its message; any
+other exception marks it failed too and is re-raised, so RQ keeps the traceback.
+"""
+
+from django.conf import settings
+from rq.timeouts import JobTimeoutException
+
+from core.errors import ServingError
+
+from . import services
+
+
+def _run(step, job_id: str, *args) -> None:
+    try:
+        step(job_id, *args)
+    except ServingError as exc:
+        services.fail_job(job_id, exc.detail)
+    except JobTimeoutException:
+        seconds = settings.JOB_TIMEOUT_SECONDS
+        services.fail_job(job_id, f"A step of the job ran over JOB_TIMEOUT_SECONDS ({seconds} s).")
+        raise
+    except BaseException as exc:
+        services.fail_job(job_id, f"Internal error ({type(exc).__name__}); see the worker log.")
+        raise
+
+
+def plan_job(job_id: str) -> None:
+    """Cut the job's input into chunks and queue them (services.plan_job)."""
+    _run(services.plan_job, job_id)
+
+
+def score_chunk(job_id: str, index: int) -> None:
+    """Score chunk `index` of the job (services.score_chunk)."""
+    _run(services.score_chunk, job_id, index)
+
+
+def finish_job(job_id: str) -> None:
+    """Merge the job's scored chunks into its result (services.finish_job)."""
+    _run(services.finish_job, job_id)
