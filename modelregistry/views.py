@@ -6,7 +6,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
+
+from core.views import ApiView
 
 from . import selectors, services, storage
 from .errors import ModelNotFound
@@ -33,7 +34,7 @@ def _get_model(name: str) -> RegisteredModel:
     return model
 
 
-class RegistryView(APIView):
+class RegistryView(ApiView):
     permission_classes = [ReadAuthenticatedWriteStaff]
 
 

@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.views.generic import TemplateView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from core.errors import PROBLEM_CONTENT_TYPE, problem
+from core.views import ApiView
 from modelregistry.models import RegisteredModel
 from modelregistry.serving import APPROXIMATE_HEADER
 
@@ -25,7 +25,7 @@ from .throttles import PredictThrottle
 TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
-class PredictionView(APIView):
+class PredictionView(ApiView):
     # Only multipart goes through DRF's parsers; every other body is read by intake.py.
     parser_classes = [MultiPartParser]
     permission_classes = [PredictPermission]
@@ -128,19 +128,19 @@ def _finished_results(request, job_id) -> PredictionJob:
     return job
 
 
-class JobDetailView(APIView):
+class JobDetailView(ApiView):
     def get(self, request, job_id):
         job = services.refresh_job(get_job(request, job_id))
         return Response(JobOutput(job, context={"request": request}).data)
 
 
-class JobCancelView(APIView):
+class JobCancelView(ApiView):
     def post(self, request, job_id):
         job = services.cancel_job(get_job(request, job_id))
         return Response(JobOutput(job, context={"request": request}).data)
 
 
-class JobResultsView(APIView):
+class JobResultsView(ApiView):
     """Predictions page by page, each with its input row number."""
 
     def get(self, request, job_id):
@@ -171,7 +171,7 @@ def _int_param(request, name: str, default: int, *, minimum: int, maximum=None) 
     return value
 
 
-class JobDownloadView(APIView):
+class JobDownloadView(ApiView):
     """The whole result as CSV or Parquet: row, prediction (and id)."""
 
     def get(self, request, job_id):
@@ -194,7 +194,7 @@ class JobDownloadView(APIView):
         return response
 
 
-class JobErrorsView(APIView):
+class JobErrorsView(ApiView):
     """The per-row errors as CSV: row, field, code, message."""
 
     def get(self, request, job_id):

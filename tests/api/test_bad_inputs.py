@@ -29,6 +29,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from modelregistry import services as registry
 from modelregistry.demo import iris_data, train_iris
 from modelregistry.models import ModelVersion
+from predictions.models import PredictionJob
 
 pytestmark = pytest.mark.django_db
 
@@ -792,3 +793,22 @@ def test_odd_but_valid_input_is_scored_and_not_echoed(case, request, api_client)
     assert body["ignored_fields"] == case.ignored
     assert_no_echo(response)
     assert_still_serves(api_client, target)
+
+
+@pytest.mark.parametrize(
+    "method, url",
+    [
+        ("post", "/api/v1/models/house-prices/predict?probabilities=true&probabilities=false"),
+        ("post", "/api/v1/models/house-prices/jobs?id_column=a&id_column=b"),
+        ("get", "/api/v1/models/?page=1&page=2"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused(method, url, api_client, registered_version):
+    if method == "get":
+        answer = api_client.get(url)
+    else:
+        answer = api_client.post(url, data=b"{}", content_type="application/json")
+    assert answer.status_code == 400 and answer["Content-Type"] == "application/problem+json"
+    assert answer.json()["code"] == "invalid_input"
+    assert "more than once" in answer.json()["detail"]
+    assert not PredictionJob.objects.exists()
