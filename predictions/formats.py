@@ -27,7 +27,7 @@ MULTIPART = "multipart/form-data"
 class Format:
     """One input format, and the charset its request named (text formats only)."""
 
-    name: str  # the job row's `input_format` (an InputFormat value) and the input file's suffix
+    name: str  # the job row's `input_format` and the input file's suffix
     label: str
     media_types: tuple[str, ...]  # the first is the one the API documents
     extensions: tuple[str, ...]  # names a multipart file by when its own type says nothing

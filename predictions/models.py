@@ -19,16 +19,6 @@ class JobStatus(models.TextChoices):
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-class InputFormat(models.TextChoices):
-    """The `name` and `label` of each format in formats.FORMATS (a unit test checks that they
-    agree); kept here, in migration 0001's order, because the field's choices are part of it."""
-
-    CSV = "csv", "CSV"
-    JSONL = "jsonl", "JSON lines"
-    JSON = "json", "JSON"
-    PARQUET = "parquet", "Parquet"
-
-
 class PredictionJob(models.Model):
     """One file scored in the background, with the version pinned when it was submitted.
 
@@ -43,7 +33,9 @@ class PredictionJob(models.Model):
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     input_name = models.CharField(max_length=255, help_text="The file name the client sent.")
-    input_format = models.CharField(max_length=10, choices=InputFormat.choices)
+    # A format's name in predictions.formats.FORMATS (no choices here: a new format is one
+    # entry in that table, not a migration).
+    input_format = models.CharField(max_length=10)
     input_charset = models.CharField(max_length=40, blank=True)
     input_bytes = models.BigIntegerField()
     id_column = models.CharField(
