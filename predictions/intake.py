@@ -37,15 +37,18 @@ def _over_upload_limit(size: int) -> InputTooLarge:
     return _too_large(size, settings.MAX_UPLOAD_BYTES, "MAX_UPLOAD_BYTES", "Split the file.")
 
 
+def _json_too_large(size: int) -> InputTooLarge:
+    return _too_large(
+        size,
+        settings.JOB_MAX_JSON_BYTES,
+        "JOB_MAX_JSON_BYTES",
+        "A JSON document this large cannot be split; send JSON lines, CSV or Parquet.",
+    )
+
+
 def _check_json_size(input_format: Format, size: int) -> None:
-    limit = settings.JOB_MAX_JSON_BYTES
-    if input_format.is_json_size_limited and size > limit:
-        raise _too_large(
-            size,
-            limit,
-            "JOB_MAX_JSON_BYTES",
-            "A JSON document this large cannot be split; send JSON lines, CSV or Parquet.",
-        )
+    if input_format.is_json_size_limited and size > settings.JOB_MAX_JSON_BYTES:
+        raise _json_too_large(size)
 
 
 def _from_bytes(body: bytes, input_format: Format, name: str) -> JobInput:
@@ -57,15 +60,24 @@ def _from_bytes(body: bytes, input_format: Format, name: str) -> JobInput:
     return JobInput(format=input_format, name=name, copy_to=copy_to)
 
 
-def _from_stream(request, input_format: Format, size: int) -> JobInput:
+def _from_stream(request, input_format: Format, size: int, head: bytes = b"") -> JobInput:
+    """A job input copied from the body as it arrives (`head`: what was read of it already)."""
     _check_json_size(input_format, size)
+    max_bytes, too_large = settings.MAX_UPLOAD_BYTES, _over_upload_limit
+    if input_format.is_json_size_limited and _is_chunked(request):  # its size was not known
+        max_bytes, too_large = settings.JOB_MAX_JSON_BYTES, _json_too_large
+    read, pending = _body_reader(request), head
+
+    def read_after_head(size: int) -> bytes:
+        nonlocal pending
+        if pending:
+            piece, pending = pending, b""
+            return piece
+        return read(size)
 
     def copy_to(target: Path) -> int:
         return jobfiles.copy_stream(
-            request.read,
-            target,
-            max_bytes=settings.MAX_UPLOAD_BYTES,
-            too_large=_over_upload_limit,
+            read_after_head, target, max_bytes=max_bytes, too_large=too_large
         )
 
     return JobInput(format=input_format, name=f"body.{input_format.name}", copy_to=copy_to)
@@ -86,6 +98,20 @@ def _from_upload(upload, input_format: Format) -> JobInput:
         return upload.size
 
     return JobInput(format=input_format, name=upload.name, copy_to=copy_to)
+
+
+def _is_chunked(request) -> bool:
+    """A body sent without Content-Length (Transfer-Encoding: chunked), by a server that ends
+    the WSGI input where the body ends (gunicorn: wsgi.input_terminated)."""
+    return not request.META.get("CONTENT_LENGTH") and bool(
+        request.META.get("wsgi.input_terminated")
+    )
+
+
+def _body_reader(request):
+    """read(size) of the body: Django's stream (bounded by Content-Length), or for a chunked
+    body the server's own, which Django would read as empty."""
+    return request.META["wsgi.input"].read if _is_chunked(request) else request.read
 
 
 def _declared_length(request) -> int:
@@ -127,9 +153,13 @@ def receive(request, *, as_job: bool = False) -> Received:
         input_format = formats.for_media_type(kind, params)
         if as_job or declared > sync_limit:
             return Received(job_input=_from_stream(request, input_format, declared))
-        body, name = request.body, "body"
-        if len(body) > sync_limit:  # a body sent without Content-Length
-            raise _too_large(len(body), sync_limit, "PREDICT_SYNC_MAX_BYTES", "Submit a job.")
+        if _is_chunked(request):  # read what a sync answer may take; more makes it a job
+            body = _body_reader(request)(sync_limit + 1)
+            if len(body) > sync_limit:
+                return Received(job_input=_from_stream(request, input_format, 0, head=body))
+        else:
+            body = request.body
+        name = "body"
     parsed = input_format.parse(body)
     if parsed.rows > settings.PREDICT_SYNC_MAX_ROWS:
         return Received(job_input=_from_bytes(body, input_format, name))

@@ -1,11 +1,14 @@
 """Background jobs with real RQ worker processes: through nginx, and when a worker dies."""
 
+import http.client
 import os
 import signal
 import time
+import urllib.parse
 from pathlib import Path
 
 import django_rq
+import orjson
 import pytest
 from rq import Worker
 from rq.job import Job as RQJob
@@ -124,3 +127,49 @@ def test_work_horse_killed_twice_leaves_the_job_failed_with_a_reason(
     assert job["status"] == "failed", job
     assert "terminated" in job["failure_reason"].lower()
     assert job["links"]["cancel"] is None
+
+
+def post_chunked(stack, path: str, pieces: list[bytes], headers) -> tuple[int, dict, dict]:
+    """POST a body with Transfer-Encoding: chunked (no Content-Length) through nginx."""
+    parts = urllib.parse.urlsplit(stack.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=iter(pieces),
+            headers={**headers, "Content-Type": "text/csv"},
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        return response.status, dict(response.headers), orjson.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_a_chunked_upload_without_content_length_is_scored_whole(
+    e2e_stack, client_headers, house_model
+):
+    rows = house_prices_data(rows=3000, seed=12).drop(columns="price")
+    body = rows.to_csv(index=False).encode()
+    pieces = [body[start : start + 10_000] for start in range(0, len(body), 10_000)]
+    jobs_url = f"/api/v1/models/{client_headers['X-Model']}/jobs"
+    status, headers, job = post_chunked(e2e_stack, jobs_url, pieces, client_headers)
+    assert status == 202, job
+    job = wait_for_job(e2e_stack, headers["Location"], client_headers)
+    assert job["status"] == "succeeded" and job["rows_total"] == 3000, job
+    page = e2e_stack.request(
+        "GET", job["links"]["results"] + "?page_size=3000", headers=client_headers
+    )
+    predictions = [item["prediction"] for item in page.json()["results"]]
+    assert predictions == pytest.approx(house_model.predict(rows).tolist(), rel=1e-9, abs=1e-9)
+    # The same on the predict endpoint: a small chunked body is answered at once.
+    few = rows.head(5)
+    predict_url = f"/api/v1/models/{client_headers['X-Model']}/predict"
+    status, _, answer = post_chunked(
+        e2e_stack, predict_url, [few.to_csv(index=False).encode()], client_headers
+    )
+    assert status == 200, answer
+    assert answer["predictions"] == pytest.approx(
+        house_model.predict(few).tolist(), rel=1e-9, abs=1e-9
+    )
