@@ -1,6 +1,6 @@
 """What monitoring costs: single-row requests with the request log and metrics on, then off.
 
-Starts the benchmark stack (bench/stack.py: nginx, two gunicorn instances, its own Redis) once
+Starts the benchmark stack (bench/common.py: nginx, two gunicorn instances, its own Redis) once
 with the defaults (REQUEST_LOG_ENABLED and METRICS_ENABLED true) and once with both false,
 alternating `--rounds` times so that drift in the machine's load hits both alike, and runs wrk
 with single-row JSON requests at concurrency 1 and 16 for `--seconds` each. Prints p50/p99 and
@@ -11,24 +11,19 @@ Run it with ./scripts/bench monitoring (see bench/README.md).
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from bench.run import Scenario, check_answers, run_wrk, write_payloads
-from bench.stack import (
+from bench.common import (
     MODEL,
-    Stack,
-    admin_token,
-    ignore_signals,
-    setup_django,
-    stack_env,
+    demo_rows,
+    prepare,
+    run_measurement,
     start_stack,
-    stop_on_signals,
+    temporary_stack,
 )
+from bench.wrk import Scenario, check_answers, run_wrk, write_payloads
 
 SETTINGS = {
     "on": {"REQUEST_LOG_ENABLED": "true", "METRICS_ENABLED": "true"},
@@ -52,14 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def measure(setting: str, args, token: str, frame, expected, settings) -> dict:
+def measure(setting: str, args, token: str, frame, expected) -> dict:
     """Start the stack with one setting, run wrk at each concurrency, stop it."""
-    workdir = Path(tempfile.mkdtemp(prefix="modelport-bench-monitoring-"))
-    stack = Stack(workdir)
-    try:
-        payloads = write_payloads(frame, workdir)
-        env = {**stack_env(), **SETTINGS[setting]}
-        url = start_stack(stack, settings, env, own_redis=True)
+    with temporary_stack("modelport-bench-monitoring-", env=SETTINGS[setting]) as stack:
+        payloads = write_payloads(frame, stack.workdir, single_rows=len(frame))
+        url = start_stack(stack, own_redis=True, announce=False)
         path = f"/api/v1/models/{MODEL}/predict"
         check_answers(stack.instance_urls, path, token, payloads, expected)
         figures = {}
@@ -79,44 +71,14 @@ def measure(setting: str, args, token: str, frame, expected, settings) -> dict:
                 flush=True,
             )
         return figures
-    finally:
-        stack.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("bench: wrk is missing; run ./scripts/bench (it installs wrk).", file=sys.stderr)
-        return 1
-    setup_django()
-    import numpy as np
-    from django.conf import settings
-
-    from modelregistry import demo, loader, selectors
-
-    token = admin_token()
-    if token is None:
-        return 1
-    version = selectors.resolve_version(MODEL)
-    names = [feature["name"] for feature in version.input_schema["features"]]
-    frame = demo.house_prices_data(rows=1, seed=2024)[names]
-    expected = np.asarray(loader.get_predictor(version).predict(frame)).tolist()
-    stop_on_signals()
+def measure_rounds(args, token: str, version, frame, expected) -> int:
+    """Alternate the settings --rounds times, then print the medians and the cost."""
     runs: dict[str, list[dict]] = {"on": [], "off": []}
-    try:
-        for _ in range(args.rounds):
-            for setting in ("on", "off"):
-                runs[setting].append(measure(setting, args, token, frame, expected, settings))
-    except KeyboardInterrupt:
-        print("bench: interrupted.", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        ignore_signals()
-
+    for _ in range(args.rounds):
+        for setting in ("on", "off"):
+            runs[setting].append(measure(setting, args, token, frame, expected))
     print()
     print(
         f"{MODEL} v{version.number}, single-row JSON through nginx, 2 instances, "
@@ -138,6 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"c={connections:<4}{cells[0]:>30}{cells[1]:>30}{cost:>+13.1%}")
     print(f"budget: monitoring at most {BUDGET_SHARE:.0%} of single-row latency (c=1)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    prepared = prepare(wrk=True)
+    if prepared is None:
+        return 1
+    token, version, predictor, names = prepared
+    frame, expected = demo_rows(predictor, names, 1)
+    return run_measurement(
+        lambda: measure_rounds(args, token, version, frame, expected), interrupted="interrupted"
+    )
 
 
 if __name__ == "__main__":

@@ -1,46 +1,40 @@
 """Benchmark the prediction API through nginx, next to the in-process limit of the same model.
 
-Starts the stack the way scripts/run does, but on free ports and in a temp dir (bench/stack.py):
-its own redis-server (unless REDIS_URL is set), two gunicorn instances (project/gunicorn.conf.py
-with WEB_WORKERS=1) and nginx (scripts/render_nginx.py), against the normal database that
-scripts/setup prepared. Then wrk (bench/post.lua) posts single rows and 1,000-row batches (JSON
-records, JSON columns/data, CSV) for a bounded time each, and the same pipeline is timed in this
-process. Every process started here is stopped by PID at the end, on errors and on Ctrl-C too.
+Starts the stack the way scripts/run does, but on free ports and in a temp dir (scripts/stack
+through bench/common.py): its own redis-server (unless REDIS_URL is set), two gunicorn
+instances (project/gunicorn.conf.py with WEB_WORKERS=1) and nginx (scripts/render_nginx.py),
+against the normal database that scripts/setup prepared. Then wrk (bench/post.lua) posts single
+rows and 1,000-row batches (JSON records, JSON columns/data, CSV) for a bounded time each, and
+the same pipeline is timed in this process. Every process started here is stopped by PID at the
+end, on errors and on Ctrl-C too.
 
 Run it with ./scripts/bench (which sets up and installs wrk); see bench/README.md.
 """
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.stack import (
+from bench.common import (
     BUSY_CPUS_WARNING,
     MODEL,
     WEB_INSTANCES,
     CpuMeter,
-    Stack,
-    admin_token,
-    http_request,
-    ignore_signals,
-    setup_django,
-    stack_env,
+    Row,
+    demo_rows,
+    format_table,
+    prepare,
+    run_measurement,
     start_stack,
-    stop_on_signals,
+    temporary_stack,
+    write_json,
 )
-
-LUA_SCRIPT = Path(__file__).resolve().parent / "post.lua"
-RESULT_PREFIX = "BENCH_RESULT "
-# wrk's default (2 s) would count a slow batch as a timeout instead of measuring it.
-WRK_TIMEOUT = "30s"
+from bench.wrk import Scenario, WrkResult, check_answers, run_wrk, write_payloads
+from scripts.stack import Stack, http_request
 
 # From the issues: what the API should reach on this machine.
 TARGET_BATCH_ROWS_PER_SECOND = 120_000
@@ -51,164 +45,7 @@ TARGET_SINGLE_C16_P99_MS = 60.0
 CACHE_REPEAT_ROWS = 100
 
 
-# --- wrk output -------------------------------------------------------------------------------
-
-
-@dataclass
-class WrkResult:
-    """What one wrk run measured (from the BENCH_RESULT line that bench/post.lua prints)."""
-
-    requests: int
-    seconds: float
-    good: int
-    non_2xx: int
-    bad_body: int
-    last_bad_status: int
-    socket_errors: dict[str, int]
-    mean_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-
-    @property
-    def requests_per_second(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def failures(self) -> int:
-        """Responses that were not 2xx with every row scored, plus socket errors."""
-        return self.non_2xx + self.bad_body + sum(self.socket_errors.values())
-
-
-def parse_wrk_output(text: str) -> WrkResult:
-    """Read wrk's output with bench/post.lua's BENCH_RESULT line; ValueError when it has none."""
-    lines = [line for line in text.splitlines() if line.startswith(RESULT_PREFIX)]
-    if len(lines) != 1:
-        raise ValueError(
-            f"expected one {RESULT_PREFIX.strip()} line in the wrk output, found {len(lines)}:\n"
-            + text[-2000:]
-        )
-    data = json.loads(lines[0][len(RESULT_PREFIX) :])
-    latency = data["latency_us"]
-    return WrkResult(
-        requests=int(data["requests"]),
-        seconds=data["duration_us"] / 1e6,
-        good=int(data["good"]),
-        non_2xx=int(data["non_2xx"]),
-        bad_body=int(data["bad_body"]),
-        last_bad_status=int(data["last_bad_status"]),
-        socket_errors={name: int(count) for name, count in data["socket_errors"].items()},
-        mean_ms=latency["mean"] / 1000,
-        p50_ms=latency["p50"] / 1000,
-        p90_ms=latency["p90"] / 1000,
-        p99_ms=latency["p99"] / 1000,
-        max_ms=latency["max"] / 1000,
-    )
-
-
-# --- Payloads and checks ----------------------------------------------------------------------
-
-
-@dataclass
-class Scenario:
-    name: str
-    label: str
-    body_file: Path
-    content_type: str
-    connections: int
-    rows: int  # rows per request
-    lines: bool = False  # one body per line of the file, taken in turn
-
-
-def write_payloads(frame, workdir: Path, *, single_rows: int) -> dict[str, tuple[Path, str]]:
-    """The request bodies, written to files for wrk: name -> (path, content type). "single" has
-    one body per line: the first `single_rows` rows, each its own request."""
-    records = frame.to_dict(orient="records")
-    singles = (json.dumps({"inputs": r}, separators=(",", ":")) for r in records[:single_rows])
-    bodies = {
-        "single": ("\n".join(singles) + "\n", "application/json"),
-        "records": (json.dumps({"inputs": records}, separators=(",", ":")), "application/json"),
-        "columns": (
-            json.dumps(
-                {"columns": list(frame.columns), "data": frame.to_numpy().tolist()},
-                separators=(",", ":"),
-            ),
-            "application/json",
-        ),
-        "csv": (frame.to_csv(index=False), "text/csv"),
-    }
-    files = {}
-    for name, (text, content_type) in bodies.items():
-        path = workdir / f"{name}.body"
-        path.write_text(text)
-        files[name] = (path, content_type)
-    return files
-
-
-def check_answers(urls: list[str], path: str, token: str, payloads, expected) -> None:
-    """POST every body to every instance: all rows scored, same values as in this process.
-
-    This also loads the model into each instance before anything is timed.
-    """
-    import numpy as np
-
-    for url in urls:
-        for name, (body_file, content_type) in payloads.items():
-            data = body_file.read_bytes()
-            status, body = http_request(
-                "POST",
-                url + path,
-                body=data.splitlines()[0] if name == "single" else data,
-                headers={"Authorization": f"Token {token}", "Content-Type": content_type},
-            )
-            if status != 200:
-                raise RuntimeError(f"{name} to {url}: status {status}: {body[:500]!r}")
-            answer = json.loads(body)
-            got = [answer["prediction"]] if name == "single" else answer["predictions"]
-            want = expected[:1] if name == "single" else expected
-            if answer["rows_failed"] or not np.allclose(got, want, rtol=1e-9, atol=1e-12):
-                raise RuntimeError(f"{name} to {url}: unexpected answer {body[:500]!r}")
-
-
-# --- Measuring --------------------------------------------------------------------------------
-
-
-def run_wrk(url: str, scenario: Scenario, token: str, seconds: float, verbose: bool) -> WrkResult:
-    threads = min(2, scenario.connections)
-    command = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{scenario.connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        WRK_TIMEOUT,
-        "--latency",
-        "-s",
-        str(LUA_SCRIPT),
-        url,
-        "--",
-        str(scenario.body_file),
-        scenario.content_type,
-        token,
-        *(["lines"] if scenario.lines else []),
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"wrk did not finish within {seconds + 60:g} s.") from None
-    finally:
-        if process.poll() is None:  # interrupted or timed out: wrk must not outlive us
-            process.kill()
-        process.wait()
-    if verbose:
-        print(stdout, stderr, sep="", file=sys.stderr)
-    if process.returncode != 0:
-        raise RuntimeError(f"wrk failed ({process.returncode}): {stderr[-2000:]}")
-    return parse_wrk_output(stdout)
+# --- In-process ---------------------------------------------------------------------------
 
 
 def time_calls(function, seconds: float) -> list[float]:
@@ -243,20 +80,6 @@ def in_process(estimator, frame, seconds: float, warmup: float) -> dict:
 # --- Report -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Row:
-    label: str
-    unit: str
-    measured: float
-    in_process: float | None = None
-    target: str = ""
-    meets: bool | None = None
-    ratio: float | None = field(init=False)
-
-    def __post_init__(self):
-        self.ratio = self.measured / self.in_process if self.in_process else None
-
-
 def cache_lookups(urls: list[str]) -> dict[str, float]:
     """Prediction cache lookups so far by result (hit, miss, error), summed over the instances'
     own /metrics."""
@@ -264,10 +87,10 @@ def cache_lookups(urls: list[str]) -> dict[str, float]:
 
     counts = {"hit": 0.0, "miss": 0.0, "error": 0.0}
     for url in urls:
-        status, body = http_request("GET", url + "/metrics")
-        if status != 200:
-            raise RuntimeError(f"{url}/metrics: status {status}")
-        for family in text_string_to_metric_families(body.decode()):
+        response = http_request("GET", url + "/metrics")
+        if response.status != 200:
+            raise RuntimeError(f"{url}/metrics: status {response.status}")
+        for family in text_string_to_metric_families(response.body.decode()):
             if family.name == "modelport_prediction_cache_requests":
                 for sample in family.samples:
                     if sample.name.endswith("_total"):
@@ -276,6 +99,7 @@ def cache_lookups(urls: list[str]) -> dict[str, float]:
 
 
 def hit_rate(before: dict[str, float], after: dict[str, float]) -> float | None:
+    """Cache hits as a percentage of the lookups between two counts; None without lookups."""
     hits, lookups = after["hit"] - before["hit"], sum(after.values()) - sum(before.values())
     return 100 * hits / lookups if lookups else None
 
@@ -304,6 +128,7 @@ def serving_plan(version):
 def report_rows(
     results: dict[str, WrkResult], scenarios, limit: dict, hit_rates: dict | None = None
 ) -> list[Row]:
+    """The table's rows: per scenario, the figures beside the in-process ones and the targets."""
     rows = []
     for scenario in scenarios:
         result = results[scenario.name]
@@ -356,36 +181,6 @@ def report_rows(
     return rows
 
 
-def _figure(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
-
-
-def format_table(rows: list[Row]) -> str:
-    header = ("", "unit", "measured", "in-process", "ratio", "target")
-    lines = [
-        (
-            row.label,
-            row.unit,
-            _figure(row.measured),
-            _figure(row.in_process),
-            f"{row.ratio:.2f}" if row.ratio is not None else "-",
-            row.target + {True: "  met", False: "  MISSED", None: ""}[row.meets],
-        )
-        for row in rows
-    ]
-    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
-    aligned = []
-    for line in [header, *lines]:
-        cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1])]
-        cells += [cell.rjust(width) for cell, width in zip(line[2:5], widths[2:5], strict=True)]
-        cells.append(line[5])
-        aligned.append("  ".join(cells).rstrip())
-    aligned.insert(1, "-" * len(aligned[0]))
-    return "\n".join(aligned)
-
-
 # --- Main -------------------------------------------------------------------------------------
 
 
@@ -414,113 +209,103 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("bench: wrk is missing; run ./scripts/bench (it installs wrk).", file=sys.stderr)
-        return 1
-    setup_django()  # before numpy/scikit-learn load: the in-process figures are for one thread
-    import numpy as np
-    from django.conf import settings
+@dataclass
+class Measured:
+    """What one run measured: the in-process limit, and wrk's figures per scenario."""
 
-    from modelregistry import demo, loader, selectors
+    limit: dict
+    scenarios: list[Scenario]
+    results: dict[str, WrkResult] = field(default_factory=dict)
+    hit_rates: dict[str, float | None] = field(default_factory=dict)
+    other_load: dict[str, float | None] = field(default_factory=dict)
+    restarts_during: dict[str, int] = field(default_factory=dict)
+    restarts: int = 0
 
-    token = admin_token()
-    if token is None:
-        return 1
-    version = selectors.resolve_version(MODEL)
-    estimator = loader.get_predictor(version)
-    names = [feature["name"] for feature in version.input_schema["features"]]
-    frame = demo.house_prices_data(rows=args.rows, seed=2024)[names]
-    expected = np.asarray(estimator.predict(frame)).tolist()
 
-    stop_on_signals()
+def worker_boots(stack: Stack) -> int:
+    """Gunicorn workers booted so far, all instances (more than one each: max_requests)."""
+    return sum(
+        path.read_text(errors="replace").count("Booting worker with pid")
+        for path in stack.log_dir.glob("web*.log")
+    )
+
+
+def scenarios_for(args, payloads, single_rows: int, cache_on: bool) -> list[Scenario]:
+    """Single rows at c=1 and c=16, the batches at c=4."""
+    batch = f"{args.rows:,}-row"
+    singles = (
+        f"single-row JSON ({single_rows} rows again and again)" if cache_on else "single-row JSON"
+    )
+    return [
+        Scenario("single_c1", f"{singles}, c=1", *payloads["single"], 1, 1, lines=True),
+        Scenario("single_c16", f"{singles}, c=16", *payloads["single"], 16, 1, lines=True),
+        Scenario("records_c4", f"{batch} JSON inputs, c=4", *payloads["records"], 4, args.rows),
+        Scenario("columns_c4", f"{batch} JSON columns, c=4", *payloads["columns"], 4, args.rows),
+        Scenario("csv_c4", f"{batch} CSV, c=4", *payloads["csv"], 4, args.rows),
+    ]
+
+
+def measure_scenarios(
+    measured: Measured, stack: Stack, url: str, token: str, args, meter: CpuMeter, cache_on: bool
+) -> None:
+    """Run wrk for each scenario (after a warm-up), with what else happened meanwhile."""
+    for scenario in measured.scenarios:
+        print(f"bench: {scenario.label} ...", flush=True)
+        if args.warmup:
+            run_wrk(url, scenario, token, args.warmup, args.verbose)
+        counted = cache_on and scenario.rows == 1
+        lookups = cache_lookups(stack.instance_urls) if counted else None
+        boots, before = worker_boots(stack), meter.snapshot()
+        result = run_wrk(url, scenario, token, args.seconds, args.verbose)
+        measured.results[scenario.name] = result
+        measured.other_load[scenario.name] = meter.other_cpus(before)
+        if counted:
+            measured.hit_rates[scenario.name] = hit_rate(
+                lookups, cache_lookups(stack.instance_urls)
+            )
+        measured.restarts_during[scenario.name] = worker_boots(stack) - boots
+        if result.failures:
+            print(
+                f"bench: {scenario.label}: {result.non_2xx} non-2xx (last status "
+                f"{result.last_bad_status}), {result.bad_body} with failed rows, socket "
+                f"errors {result.socket_errors}",
+                file=sys.stderr,
+            )
+
+
+def is_cache_on(env: dict) -> bool:
+    """Whether the instances run with the prediction cache (the bench turns it off by default)."""
+    return env["PREDICTION_CACHE_ENABLED"].lower() in ("1", "true", "yes", "on")
+
+
+def measure(args, token: str, version, estimator, frame, expected) -> int:
+    """Start the stack, check its answers, time the model in-process and each scenario through
+    nginx, stop the stack; then report."""
     # Other work on the machine takes cores from the stack and wrk: say so next to the figures.
     meter = CpuMeter()
-    before = meter.snapshot()
-    time.sleep(1)
-    background = meter.other_cpus(before)
-    if background is not None and background > BUSY_CPUS_WARNING:
-        print(
-            f"bench: warning: the machine is already busy ({background:.1f} of {os.cpu_count()} "
-            "CPUs in use before starting); the figures will be low and noisy.",
-            file=sys.stderr,
-        )
-    other_load: dict[str, float | None] = {}
-    restarts_during: dict[str, int] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="modelport-bench-"))
-    stack = Stack(workdir)
-    try:
-        env = stack_env()
-        cache_on = env["PREDICTION_CACHE_ENABLED"].lower() in ("1", "true", "yes", "on")
+    background = meter.background()
+    with temporary_stack("modelport-bench-", keep_logs=args.keep_logs) as stack:
+        cache_on = is_cache_on(stack.env)
         single_rows = CACHE_REPEAT_ROWS if cache_on else len(frame)
-        payloads = write_payloads(frame, workdir, single_rows=single_rows)
-        print(f"bench: starting redis, {WEB_INSTANCES} gunicorn instances, nginx ...", flush=True)
-        started = time.monotonic()
-        url = start_stack(stack, settings, env)
-        print(f"bench: ready at {url} in {time.monotonic() - started:.1f} s", flush=True)
+        payloads = write_payloads(frame, stack.workdir, single_rows=single_rows)
+        url = start_stack(stack)
         path = f"/api/v1/models/{MODEL}/predict"
         check_answers(stack.instance_urls, path, token, payloads, expected)
 
         print(f"bench: in-process {MODEL} v{version.number}, 1 thread ...", flush=True)
         before = meter.snapshot()
         limit = in_process(estimator, frame, args.seconds, args.warmup)
-        other_load["in_process"] = meter.other_cpus(before)
+        measured = Measured(limit, scenarios_for(args, payloads, single_rows, cache_on))
+        measured.other_load["in_process"] = meter.other_cpus(before)
+        measure_scenarios(measured, stack, url + path, token, args, meter, cache_on)
+        measured.restarts = max(0, worker_boots(stack) - WEB_INSTANCES)
+    return report(args, version, stack.env, background, measured)
 
-        batch = f"{args.rows:,}-row"
-        singles = (
-            f"single-row JSON ({single_rows} rows again and again)"
-            if cache_on
-            else "single-row JSON"
-        )
-        scenarios = [
-            Scenario("single_c1", f"{singles}, c=1", *payloads["single"], 1, 1, lines=True),
-            Scenario("single_c16", f"{singles}, c=16", *payloads["single"], 16, 1, lines=True),
-            Scenario("records_c4", f"{batch} JSON inputs, c=4", *payloads["records"], 4, args.rows),
-            Scenario(
-                "columns_c4", f"{batch} JSON columns, c=4", *payloads["columns"], 4, args.rows
-            ),
-            Scenario("csv_c4", f"{batch} CSV, c=4", *payloads["csv"], 4, args.rows),
-        ]
-        results: dict[str, WrkResult] = {}
-        hit_rates: dict[str, float | None] = {}
-        for scenario in scenarios:
-            print(f"bench: {scenario.label} ...", flush=True)
-            if args.warmup:
-                run_wrk(url + path, scenario, token, args.warmup, args.verbose)
-            counted = cache_on and scenario.rows == 1
-            lookups = cache_lookups(stack.instance_urls) if counted else None
-            boots, before = stack.worker_boots(), meter.snapshot()
-            results[scenario.name] = result = run_wrk(
-                url + path, scenario, token, args.seconds, args.verbose
-            )
-            other_load[scenario.name] = meter.other_cpus(before)
-            if counted:
-                hit_rates[scenario.name] = hit_rate(lookups, cache_lookups(stack.instance_urls))
-            restarts_during[scenario.name] = stack.worker_boots() - boots
-            if result.failures:
-                print(
-                    f"bench: {scenario.label}: {result.non_2xx} non-2xx (last status "
-                    f"{result.last_bad_status}), {result.bad_body} with failed rows, socket "
-                    f"errors {result.socket_errors}",
-                    file=sys.stderr,
-                )
-    except KeyboardInterrupt:
-        print("bench: interrupted; stopping.", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        ignore_signals()  # a second Ctrl-C must not cut this short
-        stack.stop()
-        restarts = max(0, stack.worker_boots() - WEB_INSTANCES)
-        if args.keep_logs:
-            stack.copy_logs(args.keep_logs)
-            print(f"bench: logs copied to {args.keep_logs}", file=sys.stderr)
-        shutil.rmtree(workdir, ignore_errors=True)
 
-    rows = report_rows(results, scenarios, limit, hit_rates)
+def report(args, version, env: dict, background: float | None, measured: Measured) -> int:
+    """Print the table (and write the JSON file); 1 when any response failed."""
+    cache_on = is_cache_on(env)
+    rows = report_rows(measured.results, measured.scenarios, measured.limit, measured.hit_rates)
     path = serving_plan(version).path
     print()
     print(
@@ -532,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.seconds:g} s per figure after {args.warmup:g} s warm-up; CPUs busy before "
         f"start: {'?' if background is None else f'{background:.2f}'} (other processes)"
     )
-    if restarts:
-        during = ", ".join(f"{name} ({n})" for name, n in restarts_during.items() if n)
+    if measured.restarts:
+        during = ", ".join(f"{name} ({n})" for name, n in measured.restarts_during.items() if n)
         print(
-            f"gunicorn restarted {restarts} worker(s) during the run (max_requests); "
+            f"gunicorn restarted {measured.restarts} worker(s) during the run (max_requests); "
             f"while measuring: {during or 'none'}"
         )
     print(
@@ -543,51 +328,56 @@ def main(argv: list[str] | None = None) -> int:
         "same rows, one DataFrame row or 1,000 per call, 1 thread, no HTTP"
     )
     print(format_table(rows))
-    busy = {name: load for name, load in other_load.items() if load and load > BUSY_CPUS_WARNING}
+    loads = measured.other_load.items()
+    busy = {name: load for name, load in loads if load and load > BUSY_CPUS_WARNING}
     if busy:
         shown = ", ".join(f"{name} {load:.2f}" for name, load in busy.items())
         print(f"warning: other processes kept CPUs busy while measuring: {shown}")
-    failures = {name: result.failures for name, result in results.items() if result.failures}
+    failures = {name: r.failures for name, r in measured.results.items() if r.failures}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "model": MODEL,
-                    "version": version.number,
-                    "serving_path": serving_plan(version).path,
-                    "batching": batching_state(version),
-                    "prediction_cache": cache_on,
-                    "cache_hit_rate_percent": hit_rates,
-                    "seconds": args.seconds,
-                    "warmup_seconds": args.warmup,
-                    "batch_rows": args.rows,
-                    "web_instances": WEB_INSTANCES,
-                    "cpus": os.cpu_count(),
-                    "busy_cpus_before_start": background,
-                    "gunicorn_worker_restarts": restarts,
-                    "worker_restarts_while_measuring": restarts_during,
-                    "other_cpus_while_measuring": other_load,
-                    "wrk": {
-                        name: {
-                            **asdict(result),
-                            "requests_per_second": result.requests_per_second,
-                        }
-                        for name, result in results.items()
-                    },
-                    "in_process": limit,
-                    "table": [asdict(row) for row in rows],
-                    "failures": failures,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        print(f"\nbench: results written to {args.json}")
+        write_json(args.json, results_json(args, version, cache_on, background, measured, rows))
     if failures:
         print(f"bench: FAILED responses in {', '.join(failures)}", file=sys.stderr)
         return 1
     return 0
+
+
+def results_json(args, version, cache_on: bool, background, measured: Measured, rows) -> dict:
+    """What --json writes."""
+    return {
+        "model": MODEL,
+        "version": version.number,
+        "serving_path": serving_plan(version).path,
+        "batching": batching_state(version),
+        "prediction_cache": cache_on,
+        "cache_hit_rate_percent": measured.hit_rates,
+        "seconds": args.seconds,
+        "warmup_seconds": args.warmup,
+        "batch_rows": args.rows,
+        "web_instances": WEB_INSTANCES,
+        "cpus": os.cpu_count(),
+        "busy_cpus_before_start": background,
+        "gunicorn_worker_restarts": measured.restarts,
+        "worker_restarts_while_measuring": measured.restarts_during,
+        "other_cpus_while_measuring": measured.other_load,
+        "wrk": {
+            name: {**asdict(result), "requests_per_second": result.requests_per_second}
+            for name, result in measured.results.items()
+        },
+        "in_process": measured.limit,
+        "table": [asdict(row) for row in rows],
+        "failures": {name: r.failures for name, r in measured.results.items() if r.failures},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    prepared = prepare(wrk=True)
+    if prepared is None:
+        return 1
+    token, version, estimator, names = prepared
+    frame, expected = demo_rows(estimator, names, args.rows)
+    return run_measurement(lambda: measure(args, token, version, estimator, frame, expected))
 
 
 if __name__ == "__main__":

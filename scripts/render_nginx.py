@@ -1,7 +1,8 @@
 """Render the nginx.conf template at the repository root (stdlib only).
 
 Only the known ${UPPER_CASE} placeholders are replaced; nginx's own $variables stay as they are.
-scripts/run calls the command line; the e2e tests import render_nginx() and prepare_prefix().
+scripts/stack/ (the launcher of scripts/run, bench/ and the e2e tests) imports render_nginx() and
+prepare_prefix(); the command line renders a config by hand (e.g. for several machines).
 """
 
 import argparse

@@ -162,27 +162,16 @@ def reader_client(reader_user) -> APIClient:
     return _token_client(reader_user)
 
 
-def database_url_for(settings_dict: dict) -> str:
-    """A DATABASE_URL naming the database this test session uses (for other processes)."""
-    if settings_dict["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{settings_dict['NAME']}"
-    user = settings_dict.get("USER") or "postgres"
-    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = settings_dict.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
-
-
 @pytest.fixture
 def process_env(django_db_setup, media_root):
     """Environment for a child process that shares this test's database and storage."""
     import os
 
-    from django.db import connection
+    from scripts.stack import database_url
 
     return {
         **os.environ,
-        "DATABASE_URL": database_url_for(connection.settings_dict),
+        "DATABASE_URL": database_url(),
         "MEDIA_ROOT": str(media_root),
         "DJANGO_SETTINGS_MODULE": "project.settings",
     }

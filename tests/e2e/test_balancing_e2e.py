@@ -24,21 +24,18 @@ import skops.io
 from core.authentication import create_token
 from modelregistry import demo
 from modelregistry import services as registry_services
-
-from .conftest import (
+from scripts.stack import (
     free_port,
     gunicorn_command,
     http_request,
     launch,
     log_tails,
     nginx_command,
-    scrape,
-    stop,
-    total,
-    wait_for,
-    wait_until_healthy,
-    write_nginx_conf,
+    stop_processes,
+    wait_ready,
 )
+
+from .conftest import scrape, total, wait_for, write_nginx_conf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -85,19 +82,18 @@ def balanced(e2e_stack, tmp_path_factory, nginx_binary):
         + ["--", *gunicorn_command(port)]
         for i, port in enumerate(ports)
     }
-    commands["nginx"] = nginx_command(nginx_binary, conf)
+    commands["nginx"] = nginx_command(conf, binary=nginx_binary)
     try:
         for name, command in commands.items():
             env = {**e2e_stack.env, "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics" / name)}
-            stack.processes[name] = launch(name, command, env, log_dir)
-        deadline = time.monotonic() + 60
+            stack.processes[name] = launch(name, command, env=env, log_dir=log_dir)
         for i, port in enumerate(ports):
             url = f"http://127.0.0.1:{port}/healthz"
-            wait_until_healthy(url, stack.processes[f"web{i}"], deadline, log_dir)
-        wait_until_healthy(f"{stack.url}/healthz", stack.processes["nginx"], deadline, log_dir)
+            wait_ready(url, process=stack.processes[f"web{i}"], log_dir=log_dir)
+        wait_ready(f"{stack.url}/healthz", process=stack.processes["nginx"], log_dir=log_dir)
         yield stack
     finally:
-        stop(stack.processes)
+        stop_processes(stack.processes.values())
 
 
 @dataclass
@@ -417,11 +413,10 @@ def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_pat
     try:
         for name, command in (
             ("web", gunicorn_command(port)),
-            ("nginx", nginx_command(nginx_binary, conf)),
+            ("nginx", nginx_command(conf, binary=nginx_binary)),
         ):
-            processes[name] = launch(name, command, env, log_dir)
-        deadline = time.monotonic() + 60
-        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", processes["web"], deadline, log_dir)
+            processes[name] = launch(name, command, env=env, log_dir=log_dir)
+        wait_ready(f"http://127.0.0.1:{port}/healthz", process=processes["web"], log_dir=log_dir)
         with Load(f"http://127.0.0.1:{nginx_port}", single_rows(served)) as load:
             wait_for(
                 lambda: (log_dir / "web.log").read_text().count("Booting worker") >= 8,
@@ -429,7 +424,7 @@ def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_pat
                 deadline_seconds=120,
             )
     finally:
-        stop(processes)
+        stop_processes(processes.values())
     outcomes = load.outcomes
     failures = [o for o in outcomes if o.status != 200]
     boots = (log_dir / "web.log").read_text().count("Booting worker")

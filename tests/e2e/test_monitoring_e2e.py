@@ -4,7 +4,6 @@ and /readyz following Redis."""
 
 import shutil
 import subprocess
-import time
 import uuid
 from collections import Counter
 
@@ -13,22 +12,18 @@ import pytest
 from core.authentication import create_token
 from modelregistry.demo import house_prices_data
 from predictions.models import RequestLog
-
-from .conftest import (
+from scripts.stack import (
     free_port,
     gunicorn_command,
     http_request,
     log_tails,
     nginx_command,
-    process,
-    scrape,
-    scrape_instances,
-    stop,
-    total,
-    wait_for,
-    wait_until_healthy,
-    write_nginx_conf,
+    running,
+    stop_processes,
+    wait_ready,
 )
+
+from .conftest import scrape, scrape_instances, total, wait_for, write_nginx_conf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -99,7 +94,7 @@ def test_the_worker_serves_job_queue_and_process_metrics(e2e_stack, promoted_mod
     rows = house_prices_data(rows=500, seed=3).drop(columns="price")
     rows["med_inc"] = rows["med_inc"].astype(object)
     rows.loc[7, "med_inc"] = "not a number"  # one row with a per-row error
-    before = scrape(e2e_stack.worker_metrics_url)
+    before = scrape(e2e_stack.worker_metrics_urls["worker"])
     response = e2e_stack.request(
         "POST",
         f"/api/v1/models/{promoted_model}/jobs",
@@ -117,7 +112,7 @@ def test_the_worker_serves_job_queue_and_process_metrics(e2e_stack, promoted_mod
     model = {"model": promoted_model, "version": "1"}
     after = wait_for(
         lambda: (
-            (samples := scrape(e2e_stack.worker_metrics_url))
+            (samples := scrape(e2e_stack.worker_metrics_urls["worker"]))
             and total(samples, "modelport_jobs_finished_total", **model, status="succeeded") == 1
             and samples
         ),
@@ -152,7 +147,7 @@ def promtool() -> str:
 
 
 def test_promtool_accepts_real_scrapes_of_instances_and_worker(e2e_stack, promtool):
-    for url in [f"{e2e_stack.instance_urls[0]}/metrics", e2e_stack.worker_metrics_url]:
+    for url in [f"{e2e_stack.instance_urls[0]}/metrics", e2e_stack.worker_metrics_urls["worker"]]:
         page = http_request("GET", url).body
         checked = subprocess.run(
             [promtool, "check", "metrics"], input=page, capture_output=True, timeout=60
@@ -177,9 +172,13 @@ def test_recycled_workers_lose_no_count_and_no_log_row(e2e_stack, tmp_path):
     }
     base = f"http://127.0.0.1:{port}"
     request_ids = [f"recycled-{uuid.uuid4().hex[:8]}-{i}" for i in range(24)]
-    with process("recycled", gunicorn_command(port), env, e2e_stack.log_dir) as web:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        wait_until_healthy(f"{base}/healthz", web, deadline, e2e_stack.log_dir)
+    with running("recycled", gunicorn_command(port), env=env, log_dir=e2e_stack.log_dir) as web:
+        wait_ready(
+            f"{base}/healthz",
+            process=web,
+            timeout_seconds=DEADLINE_SECONDS,
+            log_dir=e2e_stack.log_dir,
+        )
         # The instance's start emptied the directory.
         assert not (metrics_dir / "counter_left_from_a_previous_run.db").exists()
         statuses = {
@@ -215,11 +214,15 @@ def test_metrics_and_rq_views_through_nginx_only_for_the_allowed_networks(
         web_ports=[int(url.rsplit(":", 1)[1]) for url in e2e_stack.instance_urls],
         metrics_allowed_networks=["10.20.0.0/16"],
     )
-    command = nginx_command(nginx_binary, conf)
+    command = nginx_command(conf, binary=nginx_binary)
     assert subprocess.run([*command, "-t", "-q"], capture_output=True).returncode == 0
-    with process("nginx-metrics", command, e2e_stack.env, e2e_stack.log_dir) as nginx:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", nginx, deadline, e2e_stack.log_dir)
+    with running("nginx-metrics", command, env=e2e_stack.env, log_dir=e2e_stack.log_dir) as nginx:
+        wait_ready(
+            f"http://127.0.0.1:{port}/healthz",
+            process=nginx,
+            timeout_seconds=DEADLINE_SECONDS,
+            log_dir=e2e_stack.log_dir,
+        )
         refused = http_request("GET", f"http://127.0.0.1:{port}/metrics")
         rq_views = http_request("GET", f"http://127.0.0.1:{port}/admin/django-rq/")
         admin = http_request("GET", f"http://127.0.0.1:{port}/admin/login/")
@@ -244,10 +247,10 @@ def test_readyz_turns_503_while_redis_is_stopped_and_200_when_it_returns(e2e_sta
         response = http_request("GET", ready_url)
         return response if response.status == status else None
 
-    with process("redis-ready", redis_command, env, log_dir) as redis:
-        with process("web-ready", gunicorn_command(web_port), env, log_dir) as web:
-            wait_until_healthy(ready_url, web, time.monotonic() + DEADLINE_SECONDS, log_dir)
-            stop({"redis-ready": redis})
+    with running("redis-ready", redis_command, env=env, log_dir=log_dir) as redis:
+        with running("web-ready", gunicorn_command(web_port), env=env, log_dir=log_dir) as web:
+            wait_ready(ready_url, process=web, timeout_seconds=DEADLINE_SECONDS, log_dir=log_dir)
+            stop_processes([redis])
             down = wait_for(lambda: readiness(503), "/readyz to turn 503")
             assert down.headers["Content-Type"].startswith("application/problem+json")
             body = down.json()
@@ -256,6 +259,6 @@ def test_readyz_turns_503_while_redis_is_stopped_and_200_when_it_returns(e2e_sta
             assert body["checks"]["redis"].startswith("unreachable")
             # /healthz does not depend on Redis.
             assert http_request("GET", f"http://127.0.0.1:{web_port}/healthz").status == 200
-            with process("redis-back", redis_command, env, log_dir):
+            with running("redis-back", redis_command, env=env, log_dir=log_dir):
                 up = wait_for(lambda: readiness(200), "/readyz to return to 200")
                 assert up.json()["checks"]["redis"] == "ok"

@@ -1,8 +1,8 @@
-"""bench/run.py's wrk output parser, on real wrk output (the benchmark itself is not a test)."""
+"""bench/wrk.py's wrk output parser, on real wrk output (the benchmark itself is not a test)."""
 
 import pytest
 
-from bench.run import parse_wrk_output
+from bench.wrk import parse_wrk_output
 
 # wrk 4.1.0 --latency with bench/post.lua: single rows at c=1 through nginx.
 GOOD_RUN = """\
