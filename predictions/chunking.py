@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from django.conf import settings
 
-from .errors import MalformedRequest
+from .errors import InputTooLarge, MalformedRequest
 from .parsers import ParsedInput
+from .parsers import parquet as parquet_parser
 
 SCAN_BYTES = 8 * 1024 * 1024
 
@@ -99,9 +99,25 @@ def plan_text_chunks(path: Path, *, chunk_bytes: int, has_header: bool) -> tuple
     return header, ranges
 
 
-def plan_parquet_chunks(path: Path, *, chunk_rows: int) -> tuple[int, list]:
-    """Split a Parquet file into [first_row, end_row) ranges. Returns (rows, ranges)."""
-    rows = pq.ParquetFile(path).metadata.num_rows
+def plan_parquet_chunks(path: Path, *, chunk_rows: int, max_decoded_bytes: int) -> tuple[int, list]:
+    """Split a Parquet file into [first_row, end_row) ranges. Returns (rows, ranges).
+
+    A chunk decodes to at most a quarter of `max_decoded_bytes` (fewer rows than `chunk_rows`
+    when its rows are big), as the file's metadata tells; a row group that decodes to more than
+    `max_decoded_bytes` is refused, since reading any of its rows may decompress all of it.
+    """
+    parquet = parquet_parser.open_parquet(path)
+    rows, sizes = parquet.metadata.num_rows, parquet_parser.decoded_sizes(parquet)
+    for index, size in enumerate(sizes):
+        if size > max_decoded_bytes:
+            raise InputTooLarge(
+                f"Row group {index} of the Parquet file decodes to {size} bytes, over "
+                f"JOB_CHUNK_MAX_DECODED_BYTES ({max_decoded_bytes}): write it with smaller row "
+                "groups."
+            )
+    bytes_per_row = sum(sizes) / max(rows, 1)
+    if bytes_per_row:
+        chunk_rows = max(1, min(chunk_rows, int(max_decoded_bytes / 4 / bytes_per_row)))
     return rows, [[start, min(rows, start + chunk_rows)] for start in range(0, rows, chunk_rows)]
 
 
@@ -115,8 +131,8 @@ def read_byte_range(path: Path, start: int, end: int, header: bytes = b"") -> by
 
 def read_parquet_rows(path: Path, start: int, end: int, batch_rows: int = 65_536) -> pa.Table:
     """Rows [start, end) of a Parquet file as a pyarrow Table, reading only what it needs."""
-    parquet, batches, position = pq.ParquetFile(path), [], 0
-    for batch in parquet.iter_batches(batch_size=batch_rows):
+    parquet, batches, position = parquet_parser.open_parquet(path), [], 0
+    for batch in parquet.iter_batches(batch_size=max(1, min(batch_rows, end - start))):
         following = position + batch.num_rows
         if following > start:
             batches.append(batch.slice(max(0, start - position), end - max(start, position)))
@@ -151,7 +167,11 @@ def plan_whole(path: Path) -> ChunkPlan:
 def plan_parquet(path: Path) -> ChunkPlan:
     """Parquet: chunks of JOB_CHUNK_ROWS rows; the file's metadata counts the rows."""
     try:
-        rows, ranges = plan_parquet_chunks(path, chunk_rows=settings.JOB_CHUNK_ROWS)
+        rows, ranges = plan_parquet_chunks(
+            path,
+            chunk_rows=settings.JOB_CHUNK_ROWS,
+            max_decoded_bytes=settings.JOB_CHUNK_MAX_DECODED_BYTES,
+        )
     except (pa.ArrowException, OSError) as exc:
         raise MalformedRequest(f"The file is not a readable Parquet file: {exc}") from None
     return ChunkPlan(ranges=ranges, rows=rows)
@@ -169,4 +189,4 @@ def read_text_chunk(path: Path, plan: ChunkPlan, index: int, parse: Parse) -> Pa
 def read_parquet_chunk(path: Path, plan: ChunkPlan, index: int, parse: Parse) -> ParsedInput:
     """Rows of chunk `index` of a Parquet input, read straight from the file (not `parse`)."""
     start, end = plan.ranges[index]
-    return ParsedInput(read_parquet_rows(path, start, end).to_pandas())
+    return ParsedInput(parquet_parser.to_frame(read_parquet_rows(path, start, end)))

@@ -38,6 +38,9 @@ class Format:
     schema_type: str  # how the OpenAPI schema shows a body: "object", "string" or "binary"
     # A job input of this format over JOB_MAX_JSON_BYTES is refused: it is read whole.
     is_json_size_limited: bool = False
+    # (rows, decoded bytes) of a body without reading its data: for a compressed format, whose
+    # few bytes may decode to gigabytes; intake makes a job of what is too big to answer now.
+    measure: Callable[[bytes], tuple[int, int]] | None = None
     charset: str = ""
 
     def parse(self, body: bytes) -> ParsedInput:
@@ -96,6 +99,7 @@ PARQUET = Format(
     plan_chunks=chunking.plan_parquet,
     chunk_reader=chunking.read_parquet_chunk,
     schema_type="binary",
+    measure=parquet_parser.measure,
 )
 # In the order the API documents them (and lists them in the 415 message).
 FORMATS = (JSON, JSONL, CSV, PARQUET)

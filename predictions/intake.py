@@ -131,6 +131,18 @@ def _the_file(request):
     return files[0]
 
 
+def _too_big_to_answer_now(input_format: Format, body: bytes) -> bool:
+    """Whether a compressed body holds more rows, or decodes to more bytes, than a synchronous
+    answer may take (PREDICT_SYNC_MAX_ROWS, PREDICT_SYNC_MAX_DECODED_BYTES): known from its
+    metadata, before its data is read."""
+    if input_format.measure is None or not body:
+        return False
+    rows, decoded = input_format.measure(body)
+    return (
+        rows > settings.PREDICT_SYNC_MAX_ROWS or decoded > settings.PREDICT_SYNC_MAX_DECODED_BYTES
+    )
+
+
 def receive(request, *, as_job: bool = False) -> Received:
     """Read a predict request's rows, or prepare its input for a job.
 
@@ -160,6 +172,8 @@ def receive(request, *, as_job: bool = False) -> Received:
         else:
             body = request.body
         name = "body"
+    if _too_big_to_answer_now(input_format, body):
+        return Received(job_input=_from_bytes(body, input_format, name))
     parsed = input_format.parse(body)
     if parsed.rows > settings.PREDICT_SYNC_MAX_ROWS:
         return Received(job_input=_from_bytes(body, input_format, name))

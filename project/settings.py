@@ -290,6 +290,8 @@ SANDBOX_REQUIRE_LANDLOCK = env_bool("SANDBOX_REQUIRE_LANDLOCK", True)
 # Predictions
 PREDICT_SYNC_MAX_ROWS = env_int("PREDICT_SYNC_MAX_ROWS", 10_000, minimum=1)
 PREDICT_SYNC_MAX_BYTES = env_int("PREDICT_SYNC_MAX_BYTES", 8 * 1024**2, minimum=1)
+# A compressed body (Parquet) that decodes to more than this becomes a job, from its metadata.
+PREDICT_SYNC_MAX_DECODED_BYTES = env_int("PREDICT_SYNC_MAX_DECODED_BYTES", 64 * 1024**2, minimum=1)
 PREDICT_CHUNK_ROWS = env_int("PREDICT_CHUNK_ROWS", 200_000, minimum=1)
 PREDICT_MAX_STRING_LENGTH = env_int("PREDICT_MAX_STRING_LENGTH", 1_000, minimum=1)
 PREDICT_THROTTLE_RATE = env_str("PREDICT_THROTTLE_RATE", "") or None
@@ -298,6 +300,9 @@ MODELPORT_PUBLIC_PREDICTIONS = env_bool("MODELPORT_PUBLIC_PREDICTIONS", False)
 # Background jobs
 JOB_CHUNK_BYTES = env_int("JOB_CHUNK_BYTES", 8 * 1024**2, minimum=1024)
 JOB_CHUNK_ROWS = env_int("JOB_CHUNK_ROWS", 100_000, minimum=1)
+# A Parquet chunk decodes to at most a quarter of this (fewer rows when rows are big); a row
+# group that decodes to more is refused (reading one of its rows may decompress all of it).
+JOB_CHUNK_MAX_DECODED_BYTES = env_int("JOB_CHUNK_MAX_DECODED_BYTES", 1024**3, minimum=1024**2)
 JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=1)
 JOB_MAX_JSON_BYTES = env_int("JOB_MAX_JSON_BYTES", 64 * 1024**2, minimum=1)
 RESULT_TTL_DAYS = env_int("RESULT_TTL_DAYS", 7, minimum=1)

@@ -5,6 +5,7 @@ import io
 
 import django_rq
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -15,7 +16,7 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from modelregistry.demo import house_prices_data
-from predictions import jobfiles
+from predictions import formats, jobfiles
 from predictions.models import PredictionJob
 from predictions.services import queue as job_queue
 
@@ -296,3 +297,54 @@ def test_the_worker_loads_default_models_before_it_forks(registered_version, emp
     )
     worker.work(burst=True)
     assert registered_version.pk in loader.model_cache
+
+
+def parquet_bomb(frame: pd.DataFrame, *, text_bytes: int, row_group_size: int) -> bytes:
+    """`frame` with a text column of `text_bytes` per row, plain-encoded and compressed: a few
+    KB of file that decodes to len(frame) * text_bytes."""
+    filler = pa.array(["x" * text_bytes] * len(frame))
+    table = pa.Table.from_pandas(frame, preserve_index=False).append_column("note", filler)
+    buffer = io.BytesIO()
+    pq.write_table(
+        table, buffer, row_group_size=row_group_size, use_dictionary=False, compression="zstd"
+    )
+    return buffer.getvalue()
+
+
+def test_a_parquet_body_that_decodes_big_becomes_a_job_read_in_bounded_chunks(
+    registered_version, api_client, house_model, settings, empty_queue
+):
+    features = house_prices_data(rows=2000, seed=21).drop(columns="price")
+    body = parquet_bomb(features, text_bytes=1024, row_group_size=100)  # about 2.1 MB decoded
+    assert formats.PARQUET.measure(body)[1] > 8 * len(body)  # it decodes to far more
+    settings.PREDICT_SYNC_MAX_DECODED_BYTES = 1024**2
+    settings.JOB_CHUNK_MAX_DECODED_BYTES = 1024**2  # chunks of at most 256 KB decoded
+    answer = api_client.generic(
+        "POST", PREDICT, body, content_type="application/vnd.apache.parquet"
+    )
+    assert answer.status_code == 202, answer.content  # from the metadata, before reading it
+    drain(empty_queue)
+    job = PredictionJob.objects.get()
+    assert job.status == "succeeded", job.failure_reason
+    assert job.chunks_total >= 8  # 2.1 MB / 256 KB: the chunks follow the decoded size
+    result = pq.read_table(jobfiles.result_path(job.id)).to_pandas()
+    assert result["prediction"].to_numpy() == pytest.approx(
+        house_model.predict(features), rel=1e-9, abs=1e-9
+    )
+
+
+def test_a_parquet_row_group_that_decodes_past_the_chunk_budget_fails_the_job_clearly(
+    registered_version, api_client, settings, empty_queue
+):
+    features = house_prices_data(rows=2000, seed=22).drop(columns="price")
+    body = parquet_bomb(features, text_bytes=1024, row_group_size=2000)  # one 2.1 MB row group
+    settings.JOB_CHUNK_MAX_DECODED_BYTES = 1024**2
+    answer = api_client.generic("POST", JOBS, body, content_type=formats.PARQUET.media_types[0])
+    assert answer.status_code == 202, answer.content
+    drain(empty_queue)
+    job = PredictionJob.objects.get()
+    assert job.status == "failed"
+    assert (
+        "Row group 0" in job.failure_reason and "JOB_CHUNK_MAX_DECODED_BYTES" in job.failure_reason
+    )
+    assert not jobfiles.result_path(job.id).exists()

@@ -4,6 +4,8 @@ read back the same rows as the whole body does."""
 import io
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from rq.utils import import_attribute
 
@@ -115,3 +117,18 @@ def test_the_old_dotted_paths_of_the_rq_entry_points_still_resolve():
     for name in ("plan_job", "score_chunk", "finish_job"):
         assert import_attribute(f"predictions.jobs.{name}") is getattr(tasks, name)
         assert import_attribute(f"predictions.tasks.{name}") is getattr(tasks, name)
+
+
+def test_a_repeated_parquet_text_is_one_value_in_memory_not_one_per_row():
+    big = "y" * 100_000
+    notes = pa.DictionaryArray.from_arrays(pa.array([0] * 20_000, pa.int32()), pa.array([big]))
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"x": pa.array(range(20_000)), "note": notes}), buffer)
+    body = buffer.getvalue()  # 2 GB of text if each row held its own copy
+    assert formats.PARQUET.measure(body)[1] < 1_000_000
+    before = pa.total_allocated_bytes()
+    parsed = formats.PARQUET.parse(body)
+    assert pa.total_allocated_bytes() - before < 50_000_000
+    notes = parsed.frame["note"]
+    assert len(notes) == 20_000 and notes.iloc[-1] == big and notes.dtype == object
+    assert len({id(value) for value in notes}) == 1  # shared, not copied
