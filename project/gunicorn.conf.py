@@ -6,6 +6,7 @@ scripts/run starts WEB_INSTANCES of these behind nginx, each with its own --bind
 import itertools
 import os
 import shutil
+import signal
 
 # Before any worker imports numpy/scikit-learn: one BLAS/OpenMP thread per process, otherwise
 # every worker of every instance starts a pool per core and they fight over the cores.
@@ -35,10 +36,15 @@ graceful_timeout = 30
 keepalive = _env_int("WEB_KEEPALIVE_SECONDS", 75)
 
 # Recycle a worker now and then (a guard against slow leaks, e.g. in native code); 0 turns it
-# off. Rarely: the new worker must load Django and the models before it answers quickly again.
-# The jitter keeps the workers of all instances from restarting at the same moment.
+# off. The jitter (up to half again) spreads the workers of all instances apart in time, and
+# each worker's replacement is started before it stops (post_request, child_exit below): the
+# new worker loads Django and the models while the old one still answers, so an instance never
+# waits for a worker to boot.
 max_requests = _env_int("WEB_MAX_REQUESTS", 50_000)
-max_requests_jitter = max_requests // 10
+max_requests_jitter = max_requests // 2
+# How many requests before its last a worker asks for its replacement: enough for the new one
+# to boot (a few seconds) at several hundred requests per second.
+_handoff_requests = max(1, _env_int("WEB_RECYCLE_HANDOFF_REQUESTS", max_requests // 20))
 
 # Several instances run on one machine and would share the default control socket path;
 # nothing here uses gunicornc.
@@ -72,7 +78,20 @@ def post_fork(server, worker):
     os.environ["MODELPORT_METRICS_PROCESS"] = f"web{worker.metrics_slot}"
 
 
+def post_request(worker, req, environ, resp):
+    # In the worker: close to its last request, ask the arbiter for one more worker (SIGTTIN),
+    # once; the arbiter takes the count back down when this one exits (child_exit).
+    if worker.max_requests - worker.nr <= _handoff_requests and not getattr(
+        worker, "asked_for_successor", False
+    ):
+        worker.asked_for_successor = True
+        os.kill(os.getppid(), signal.SIGTTIN)
+
+
 def child_exit(server, worker):
+    # In the arbiter: a worker that asked for its successor has one; keep the configured count.
+    if server.num_workers > server.cfg.workers:
+        server.num_workers -= 1
     if _metrics_dir:
         from prometheus_client import multiprocess
 

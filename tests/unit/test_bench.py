@@ -2,6 +2,7 @@
 
 import pytest
 
+from bench.soak import Window, growth_per_worker
 from bench.wrk import parse_wrk_output
 
 # wrk 4.1.0 --latency with bench/post.lua: single rows at c=1 through nginx.
@@ -69,3 +70,12 @@ def test_output_without_the_result_line_is_an_error():
     without = "\n".join(line for line in GOOD_RUN.splitlines() if "BENCH_RESULT" not in line)
     with pytest.raises(ValueError, match="BENCH_RESULT"):
         parse_wrk_output(without)
+
+
+def test_soak_rss_growth_is_per_worker_process_so_a_recycled_worker_is_no_drop():
+    windows = [
+        Window(10, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 300.0, "web2/20": 310.0}),
+        Window(20, 1, 1, 1, 1, 0, 1, rss_mb={"web1/10": 304.5, "web2/21": 250.0}),
+        Window(30, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 306.0, "web2/21": 262.0}),
+    ]
+    assert growth_per_worker(windows) == {"web1/10": 6.0, "web2/20": 0.0, "web2/21": 12.0}
