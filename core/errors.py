@@ -5,6 +5,7 @@ details) every response uses: DRF views (`exception_handler`), plain Django view
 Each app's `errors.py` subclasses ServingError with its own status and stable code.
 """
 
+import errno
 import logging
 
 from django.conf import settings
@@ -50,6 +51,21 @@ _DRF_CODES = {
     drf_exceptions.UnsupportedMediaType: ("unsupported_format", "Unsupported format"),
     drf_exceptions.Throttled: ("throttled", "Too many requests"),
 }
+
+
+class StorageFull(ServingError):
+    """The disk (or quota) that holds artifacts or job files is full: nothing was kept."""
+
+    status_code, code, title = 507, "storage_full", "Storage full"
+
+    def __init__(self, detail: str = "", **kwargs):
+        kwargs.setdefault("headers", {"Retry-After": "60"})
+        super().__init__(detail, **kwargs)
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether an OSError says the disk or the quota is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def problem(

@@ -4,7 +4,7 @@ documents the errors its shape can give (drf-spectacular post-processing hook).
 Views document what only they know (a 409 with its codes, a 503); this hook makes the rest
 true of every operation: problem+json as the media type, 401/403 for authentication, 404 where
 the path names something, 400 where there is input to refuse, and 409/413/415 where a body is
-sent. The codes themselves are listed in the README's Errors section.
+sent (and 507 when the disk is full). The README's Errors section lists the codes.
 """
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -32,6 +32,7 @@ GENERIC = {
     "409": "A conflict with the resource's state (see `code`).",
     "413": "`input_too_large` or `artifact_too_large`.",
     "415": "`unsupported_format`: a Content-Type we cannot read.",
+    "507": "`storage_full`: the server's disk is full, nothing was kept; see Retry-After.",
 }
 
 
@@ -46,7 +47,7 @@ def _errors_for(path: str, operation: dict) -> list[str]:
     if "requestBody" in operation or "{job_id}" in path:
         statuses.append("409")
     if "requestBody" in operation:
-        statuses += ["413", "415"]
+        statuses += ["413", "415", "507"]
     return statuses
 
 

@@ -5,6 +5,8 @@ import hashlib
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from core.errors import StorageFull, is_storage_full
+
 from .errors import ArtifactTooLarge
 
 CHUNK_BYTES = 1024 * 1024
@@ -39,7 +41,15 @@ def save_content(data: bytes, *, folder: str, extension: str) -> tuple[str, str]
     digest = sha256_hex(data)
     name = content_name(folder=folder, sha256=digest, extension=extension)
     if not default_storage.exists(name):
-        saved = default_storage.save(name, ContentFile(data))
+        try:
+            saved = default_storage.save(name, ContentFile(data))
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            default_storage.delete(name)  # what a full disk let through, if anything
+            raise StorageFull(
+                "The server's storage for artifacts is full; nothing was kept."
+            ) from None
         if saved != name:  # a concurrent writer stored the same content first
             default_storage.delete(saved)
     return name, digest

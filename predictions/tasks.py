@@ -9,7 +9,7 @@ other exception marks it failed too and is re-raised, so RQ keeps the traceback.
 from django.conf import settings
 from rq.timeouts import JobTimeoutException
 
-from core.errors import ServingError
+from core.errors import ServingError, is_storage_full
 
 from . import services
 
@@ -23,6 +23,14 @@ def _run(step, job_id: str, *args) -> None:
         seconds = settings.JOB_TIMEOUT_SECONDS
         services.fail_job(job_id, f"A step of the job ran over JOB_TIMEOUT_SECONDS ({seconds} s).")
         raise
+    except OSError as exc:
+        if not is_storage_full(exc):
+            services.fail_job(job_id, f"Internal error ({type(exc).__name__}); see the worker log.")
+            raise
+        # Not the job's fault, and nothing to debug: say so, keep no partial files.
+        services.fail_job(
+            job_id, "The server's storage for job files is full; submit it again later."
+        )
     except BaseException as exc:
         services.fail_job(job_id, f"Internal error ({type(exc).__name__}); see the worker log.")
         raise

@@ -18,7 +18,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core import metrics
-from core.errors import ServingError
+from core.errors import ServingError, StorageFull, is_storage_full
 from modelregistry.models import ModelVersion
 
 from .. import formats, jobfiles
@@ -73,8 +73,13 @@ def submit_job(
             "The job queue is unavailable; nothing was stored. Retry in a minute.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None
-    except BaseException:
+    except BaseException as exc:
         _discard(job)
+        if is_storage_full(exc):
+            logger.error("cannot store job %s: %s", job.id, exc)
+            raise StorageFull(
+                "The server's storage for job files is full; nothing was stored. Retry later."
+            ) from None
         raise
     metrics.job_submitted(version=version)
     logger.info("job %s queued: %s, %d bytes, %s", job.id, version, job.input_bytes, job.input_name)

@@ -5,6 +5,7 @@ every answer comes within seconds, and everything recovers by itself."""
 
 import os
 import signal
+import subprocess
 
 import pytest
 
@@ -96,8 +97,9 @@ def submit_is_refused_and_leaves_nothing(stack, headers, media_root) -> None:
     assert job_dirs(media_root) == before
 
 
-def job_succeeds(stack, headers) -> dict:
-    answer = submit(stack, headers)
+def job_succeeds(stack, headers, answer=None) -> dict:
+    """The job submitted now (or the one `answer` accepted), once it has succeeded."""
+    answer = answer or submit(stack, headers)
     assert answer.status == 202, answer.body[:300]
     location = answer.headers["Location"]
 
@@ -147,3 +149,39 @@ def test_a_frozen_redis_answers_within_seconds_and_recovers_when_it_thaws(
         os.kill(redis.pid, signal.SIGCONT)
     wait_for(lambda: readiness(fault_stack, 200), "/readyz to recover", RECOVERY_SECONDS)
     job_succeeds(fault_stack, headers)
+
+
+@pytest.fixture
+def full_jobs_disk(media_root):
+    """MEDIA_ROOT/jobs on a 256 KiB tmpfs the test mounts (CI runs as root), unmounted after."""
+    jobs = media_root / "jobs"
+    jobs.mkdir(exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "modelport-e2e-full", str(jobs)]
+    subprocess.run(mount, check=True)
+    try:
+        yield jobs
+    finally:
+        subprocess.run(["umount", str(jobs)], check=True)
+
+
+def test_a_full_disk_refuses_jobs_with_507_keeps_nothing_and_recovers(
+    e2e_stack, headers, house_model, full_jobs_disk
+):
+    rows = house_prices_data(rows=6_000, seed=33).drop(columns="price")
+    big = rows.to_csv(index=False).encode()
+    assert 512 * 1024 < len(big) < e2e_stack.max_body_bytes  # twice what the disk holds
+    jobs_url = f"/api/v1/models/{headers['X-Model']}/jobs"
+    answer = call(e2e_stack, "POST", jobs_url, headers, big)
+    assert answer.status == 507, answer.body[:300]
+    assert answer.headers["Content-Type"].startswith("application/problem+json")
+    assert answer.json()["code"] == "storage_full" and "Retry-After" in answer.headers
+    assert not PredictionJob.objects.exists()
+    assert not any(full_jobs_disk.iterdir())  # the partial input was removed
+    predict_exactly(e2e_stack, headers, house_model)  # predictions need no disk
+    job_succeeds(e2e_stack, headers)  # a job that fits still runs
+    subprocess.run(["umount", str(full_jobs_disk)], check=True)  # the disk has room again
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "modelport-e2e", str(full_jobs_disk)], check=True
+    )
+    job = job_succeeds(e2e_stack, headers, call(e2e_stack, "POST", jobs_url, headers, big))
+    assert job["rows_total"] == 6_000
