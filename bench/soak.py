@@ -6,7 +6,7 @@ instances, with worker recycling on: p99 per window and the RSS of every web wor
 Worker recycling (WEB_MAX_REQUESTS, 50,000 by default) happens several times in five minutes at
 these rates; a recycled worker's successor is started before it stops (project/gunicorn.conf.py),
 so recycling should not show in the p99. RSS growth is measured per worker process, from its
-first sample to its last, so a recycled worker does not count as a drop.
+second sample (booted) to its last, so a recycled worker does not count as a drop.
 """
 
 import argparse
@@ -71,13 +71,18 @@ def worker_memory(stack) -> dict[str, float]:
 
 
 def growth_per_worker(windows: list[Window]) -> dict[str, float]:
-    """RSS of each worker process at its last sample minus its first, in MiB."""
-    first, last = {}, {}
+    """RSS of each worker process at its last sample minus its baseline, in MiB. The baseline
+    is its second sample: at its first it may still be booting (loading Django and models).
+    A worker seen fewer than three times is left out (too short-lived to say)."""
+    seen: dict[str, list[float]] = {}
     for window in windows:
         for worker, rss in window.rss_mb.items():
-            first.setdefault(worker, rss)
-            last[worker] = rss
-    return {worker: round(last[worker] - first[worker], 1) for worker in first}
+            seen.setdefault(worker, []).append(rss)
+    return {
+        worker: round(samples[-1] - samples[1], 1)
+        for worker, samples in seen.items()
+        if len(samples) >= 3
+    }
 
 
 def soak(args, token: str, frame, expected) -> int:

@@ -44,7 +44,7 @@ max_requests = _env_int("WEB_MAX_REQUESTS", 50_000)
 max_requests_jitter = max_requests // 2
 # How many requests before its last a worker asks for its replacement: enough for the new one
 # to boot (a few seconds) at several hundred requests per second.
-_handoff_requests = max(1, _env_int("WEB_RECYCLE_HANDOFF_REQUESTS", max_requests // 20))
+_handoff_requests = max(1, _env_int("WEB_RECYCLE_HANDOFF_REQUESTS", max_requests // 10))
 
 # Several instances run on one machine and would share the default control socket path;
 # nothing here uses gunicornc.
@@ -80,11 +80,15 @@ def post_fork(server, worker):
 
 def post_request(worker, req, environ, resp):
     # In the worker: close to its last request, ask the arbiter for one more worker (SIGTTIN),
-    # once; the arbiter takes the count back down when this one exits (child_exit).
+    # once; the arbiter takes the count back down when this one exits (child_exit). From then
+    # on this worker keeps no connection alive (gthread closes a connection after its response
+    # when max_keepalived is reached): nginx's pooled connections move to the successor instead
+    # of waiting, once this worker stops reading them, until it has exited.
     if worker.max_requests - worker.nr <= _handoff_requests and not getattr(
         worker, "asked_for_successor", False
     ):
         worker.asked_for_successor = True
+        worker.max_keepalived = 0
         os.kill(os.getppid(), signal.SIGTTIN)
 
 

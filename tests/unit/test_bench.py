@@ -72,10 +72,12 @@ def test_output_without_the_result_line_is_an_error():
         parse_wrk_output(without)
 
 
-def test_soak_rss_growth_is_per_worker_process_so_a_recycled_worker_is_no_drop():
+def test_soak_rss_growth_is_per_worker_process_from_its_booted_sample():
     windows = [
         Window(10, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 300.0, "web2/20": 310.0}),
-        Window(20, 1, 1, 1, 1, 0, 1, rss_mb={"web1/10": 304.5, "web2/21": 250.0}),
-        Window(30, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 306.0, "web2/21": 262.0}),
+        Window(20, 1, 1, 1, 1, 0, 1, rss_mb={"web1/10": 304.5, "web2/21": 150.0}),
+        Window(30, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 306.0, "web2/21": 300.0}),
+        Window(40, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 306.5, "web2/21": 303.0}),
     ]
-    assert growth_per_worker(windows) == {"web1/10": 6.0, "web2/20": 0.0, "web2/21": 12.0}
+    # web2/20 was recycled (two samples: left out); web2/21 booted at 150 MiB, settled at 300.
+    assert growth_per_worker(windows) == {"web1/10": 2.0, "web2/21": 3.0}
