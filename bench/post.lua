@@ -8,6 +8,9 @@
 --
 -- A response counts as good when its status is 2xx and its body says "rows_failed":0 (every
 -- row was scored). bench/run.py reads the line that starts with BENCH_RESULT.
+--
+-- "tail_us" is the latency distribution's upper tail: the latency at each percentile from 90 to
+-- 100 in steps of 0.01, so that bench/soak.py can merge the windows of a soak into one p99.
 
 local threads = {}
 
@@ -77,14 +80,20 @@ function done(summary, latency, requests)
       end
    end
    local errors = summary.errors
+   local tail = {}
+   for step = 0, 1000 do
+      tail[#tail + 1] = string.format("%.0f", latency:percentile(90 + step / 100))
+   end
    io.write(string.format(
       'BENCH_RESULT {"requests": %.0f, "duration_us": %.0f, "bytes": %.0f, ' ..
       '"good": %.0f, "non_2xx": %.0f, "bad_body": %.0f, "last_bad_status": %.0f, ' ..
       '"socket_errors": {"connect": %.0f, "read": %.0f, "write": %.0f, "timeout": %.0f}, ' ..
-      '"latency_us": {"mean": %.1f, "max": %.1f, "p50": %.1f, "p90": %.1f, "p99": %.1f}}\n',
+      '"latency_us": {"mean": %.1f, "max": %.1f, "p50": %.1f, "p90": %.1f, "p99": %.1f}, ' ..
+      '"tail_us": [%s]}\n',
       summary.requests, summary.duration, summary.bytes,
       totals.good, totals.non_2xx, totals.bad_body, last_bad_status,
       errors.connect, errors.read, errors.write, errors.timeout,
       latency.mean, latency.max,
-      latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+      latency:percentile(50), latency:percentile(90), latency:percentile(99),
+      table.concat(tail, ",")))
 end

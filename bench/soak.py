@@ -5,11 +5,14 @@ instances, with worker recycling on: p99 per window and the RSS of every web wor
 
 Worker recycling (WEB_MAX_REQUESTS, 50,000 by default) happens several times in five minutes at
 these rates; a recycled worker's successor is started before it stops (project/gunicorn.conf.py),
-so recycling should not show in the p99. RSS growth is measured per worker process, from its
-second sample (booted) to its last, so a recycled worker does not count as a drop.
+so recycling should not show in the p99. The overall p99 is that of every request of the soak,
+merged from each window's latency distribution (bench/post.lua's tail). RSS growth is measured
+per worker process, from its second sample (booted) to its last, so a recycled worker does not
+count as a drop.
 """
 
 import argparse
+import bisect
 import json
 import sys
 import time
@@ -41,6 +44,34 @@ class Window:
     failures: int
     worker_boots: int  # gunicorn workers booted during the window, all instances
     rss_mb: dict[str, float] = field(default_factory=dict)  # "web1/<pid>" -> RSS
+    requests: int = 0
+    tail_ms: tuple[float, ...] = ()  # latency at the percentiles 90, 90.01, ..., 100
+
+
+TAIL_START, TAIL_STEP = 90.0, 0.01  # the percentiles of bench/post.lua's tail
+
+
+def merged_percentile(windows: list[Window], percentile: float) -> float | None:
+    """The latency at `percentile` (90 or more) over the requests of every window.
+
+    Within a window, the share of requests at or below a latency x is at least the highest
+    percentile of its tail whose latency is <= x (none below its p90). The smallest x at which
+    those shares, weighted by each window's requests, reach `percentile` is the answer: never
+    below the true figure, and above it by at most 0.01 % of each window's requests.
+    """
+    parts = [(w.requests, w.tail_ms) for w in windows if w.requests and w.tail_ms]
+    total = sum(requests for requests, _ in parts)
+    if not total or percentile < TAIL_START:
+        return None
+    needed = percentile / 100 * total
+    for latency in sorted({value for _, tail in parts for value in tail}):
+        below = 0.0
+        for requests, tail in parts:
+            if at_or_below := bisect.bisect_right(tail, latency):
+                below += requests * (TAIL_START + (at_or_below - 1) * TAIL_STEP) / 100
+        if below >= needed * (1 - 1e-12):
+            return latency
+    return max(tail[-1] for _, tail in parts)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -116,6 +147,8 @@ def soak(args, token: str, frame, expected) -> int:
                     failures=result.failures,
                     worker_boots=worker_boots(stack) - boots,
                     rss_mb=worker_memory(stack),
+                    requests=result.requests,
+                    tail_ms=result.tail_ms,
                 )
             )
             print(format_window(windows[-1]), flush=True)
@@ -132,8 +165,10 @@ def format_window(window: Window) -> str:
 
 
 def report(args, windows: list[Window]) -> int:
-    """The summary (worst window p99, failures, RSS growth), and the JSON file if asked."""
+    """The summary (overall and worst window p99, failures, RSS growth), and the JSON file if
+    asked."""
     growth = growth_per_worker(windows)
+    overall = merged_percentile(windows, 99)
     summary = {
         "minutes": args.minutes,
         "connections": args.connections,
@@ -141,6 +176,7 @@ def report(args, windows: list[Window]) -> int:
         "requests_per_second": round(
             sum(w.requests_per_second for w in windows) / max(len(windows), 1), 1
         ),
+        "overall_p99_ms": None if overall is None else round(overall, 2),
         "worst_window_p99_ms": max((w.p99_ms for w in windows), default=None),
         "median_window_p99_ms": sorted(w.p99_ms for w in windows)[len(windows) // 2]
         if windows

@@ -34,6 +34,8 @@ class WrkResult:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    # The latency at each percentile from 90 to 100 in steps of 0.01 (bench/post.lua's tail).
+    tail_ms: tuple[float, ...] = ()
 
     @property
     def requests_per_second(self) -> float:
@@ -69,6 +71,7 @@ def parse_wrk_output(text: str) -> WrkResult:
         p90_ms=latency["p90"] / 1000,
         p99_ms=latency["p99"] / 1000,
         max_ms=latency["max"] / 1000,
+        tail_ms=tuple(value / 1000 for value in data.get("tail_us", ())),
     )
 
 

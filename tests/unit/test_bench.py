@@ -1,8 +1,9 @@
 """bench/wrk.py's wrk output parser, on real wrk output (the benchmark itself is not a test)."""
 
+import numpy as np
 import pytest
 
-from bench.soak import Window, growth_per_worker
+from bench.soak import Window, growth_per_worker, merged_percentile
 from bench.wrk import parse_wrk_output
 
 # wrk 4.1.0 --latency with bench/post.lua: single rows at c=1 through nginx.
@@ -81,3 +82,37 @@ def test_soak_rss_growth_is_per_worker_process_from_its_booted_sample():
     ]
     # web2/20 was recycled (two samples: left out); web2/21 booted at 150 MiB, settled at 300.
     assert growth_per_worker(windows) == {"web1/10": 2.0, "web2/21": 3.0}
+
+
+def wrk_tail(latencies: list[int]) -> tuple[float, ...]:
+    """What bench/post.lua prints as the tail, with wrk's own percentile rule (stats.c)."""
+    ordered = sorted(latencies)
+
+    def percentile(p: float) -> int:
+        rank = min(max(round(p / 100 * len(ordered) + 0.5), 1), len(ordered))
+        return ordered[rank - 1]
+
+    return tuple(percentile(90 + step / 100) / 1000 for step in range(1001))
+
+
+def test_soak_overall_p99_is_the_p99_of_every_request_not_of_the_windows():
+    rng = np.random.default_rng(7)
+    # Four quiet windows and one with a slow spell: their p99s say little of the whole.
+    samples = [rng.integers(1_000, 20_000, size=size).tolist() for size in (9000, 11000, 8000)]
+    samples.append(rng.integers(1_000, 20_000, size=9000).tolist() + [900_000] * 400)
+    samples.append(rng.integers(2_000, 30_000, size=12000).tolist())
+    windows = [
+        Window(10 * i, 1, 1, 1, 1, 0, 0, requests=len(s), tail_ms=wrk_tail(s))
+        for i, s in enumerate(samples)
+    ]
+    every = np.concatenate(samples) / 1000
+    merged = merged_percentile(windows, 99)
+    assert np.percentile(every, 99, method="inverted_cdf") <= merged
+    assert merged <= np.percentile(every, 99.01, method="inverted_cdf")
+    # Neither the median nor the worst window's p99 is that figure.
+    window_p99 = sorted(tail[900] for tail in (w.tail_ms for w in windows))
+    assert merged not in (window_p99[2], window_p99[-1])
+
+
+def test_soak_overall_p99_needs_the_tails():
+    assert merged_percentile([Window(10, 1, 1, 1, 1, 0, 0)], 99) is None
