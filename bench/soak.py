@@ -7,7 +7,7 @@ Worker recycling (WEB_MAX_REQUESTS, 50,000 by default) happens several times in 
 these rates; a recycled worker's successor is started before it stops (project/gunicorn.conf.py),
 so recycling should not show in the p99. The overall p99 is that of every request of the soak,
 merged from each window's latency distribution (bench/post.lua's tail). RSS growth is measured
-per worker process, from its second sample (booted) to its last, so a recycled worker does not
+per worker process, from its first sample once booted to its last, so a recycled worker does not
 count as a drop.
 """
 
@@ -101,19 +101,26 @@ def worker_memory(stack) -> dict[str, float]:
     return found
 
 
+BOOT_SECONDS = (
+    30.0  # a worker may still be loading Django and the models this long after it appears
+)
+
+
 def growth_per_worker(windows: list[Window]) -> dict[str, float]:
     """RSS of each worker process at its last sample minus its baseline, in MiB. The baseline
-    is its second sample: at its first it may still be booting (loading Django and models).
-    A worker seen fewer than three times is left out (too short-lived to say)."""
-    seen: dict[str, list[float]] = {}
+    is its first sample taken BOOT_SECONDS or more after it was first seen: before that it may
+    still be booting (a successor started during the soak boots while the machine is loaded).
+    A worker without a later sample after its baseline is left out (too short-lived to say)."""
+    seen: dict[str, list[tuple[float, float]]] = {}
     for window in windows:
         for worker, rss in window.rss_mb.items():
-            seen.setdefault(worker, []).append(rss)
-    return {
-        worker: round(samples[-1] - samples[1], 1)
-        for worker, samples in seen.items()
-        if len(samples) >= 3
-    }
+            seen.setdefault(worker, []).append((window.second, rss))
+    growth = {}
+    for worker, samples in seen.items():
+        booted = [rss for second, rss in samples if second >= samples[0][0] + BOOT_SECONDS]
+        if len(booted) >= 2:
+            growth[worker] = round(booted[-1] - booted[0], 1)
+    return growth
 
 
 def soak(args, token: str, frame, expected) -> int:

@@ -74,14 +74,17 @@ def test_output_without_the_result_line_is_an_error():
 
 
 def test_soak_rss_growth_is_per_worker_process_from_its_booted_sample():
-    windows = [
-        Window(10, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 300.0, "web2/20": 310.0}),
-        Window(20, 1, 1, 1, 1, 0, 1, rss_mb={"web1/10": 304.5, "web2/21": 150.0}),
-        Window(30, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 306.0, "web2/21": 300.0}),
-        Window(40, 1, 1, 1, 1, 0, 0, rss_mb={"web1/10": 306.5, "web2/21": 303.0}),
+    samples = [
+        {"web1/10": 300.0, "web2/20": 310.0},
+        {"web1/10": 304.5, "web2/21": 40.0},  # web2/20 recycled: its successor is booting
+        {"web1/10": 305.0, "web2/21": 150.0},
+        {"web1/10": 305.5, "web2/21": 280.0},
+        {"web1/10": 306.0, "web2/21": 300.0},  # 30 s after web2/21 appeared: its baseline
+        {"web1/10": 306.5, "web2/21": 303.0},
     ]
-    # web2/20 was recycled (two samples: left out); web2/21 booted at 150 MiB, settled at 300.
-    assert growth_per_worker(windows) == {"web1/10": 2.0, "web2/21": 3.0}
+    windows = [Window(10 * i, 1, 1, 1, 1, 0, 0, rss_mb=rss) for i, rss in enumerate(samples)]
+    # web1/10 from its sample at 30 s; web2/20 was seen once (left out); web2/21 once booted.
+    assert growth_per_worker(windows) == {"web1/10": 1.0, "web2/21": 3.0}
 
 
 def wrk_tail(latencies: list[int]) -> tuple[float, ...]:
