@@ -169,3 +169,10 @@ def test_a_query_row_is_logged_and_counted_as_a_post_row(registered_version, api
         (1, 0, 200, ""),
         (1, 1, 422, "no_valid_rows"),
     ]
+
+
+def test_a_logged_in_browser_needs_no_token(registered_version, client, staff_user, records):
+    client.force_login(staff_user)
+    got = client.get(URL, as_query(records[0]), HTTP_ACCEPT="text/html,*/*;q=0.8")
+    assert got.status_code == 200 and got["Content-Type"] == "application/json"
+    assert got.json()["errors"] == []
