@@ -385,7 +385,7 @@ class Client:
         total = int(length) if length and length.isdigit() else None
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with response, os.fdopen(handle, "wb") as out:
+            with os.fdopen(handle, "wb") as out:
                 for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
                     out.write(chunk)
                     if progress is not None:
@@ -397,4 +397,6 @@ class Client:
         except BaseException:
             os.unlink(temporary)
             raise
+        finally:
+            response.close()
         return target
