@@ -3,9 +3,10 @@
 The request's format is resolved once, and sizes are checked before anything is read. A body
 over the synchronous bounds is never read into memory: it is copied to the job's folder in
 bounded pieces (multipart files are spooled to a temporary file by Django's upload handlers
-first).
+first). A GET predict carries one row in its query string (`query_row`).
 """
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,15 @@ from django.conf import settings
 from . import formats, jobfiles
 from .errors import InputTooLarge, InvalidInput
 from .formats import Format
-from .parsers import ParsedInput
+from .parsers import SINGLE, ParsedInput
+from .parsers.json import MAX_NUMBER_CHARS
 from .services import JobInput
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+TRUE_VALUES = {"1", "true", "yes", "on"}
+PROBABILITIES_PARAMETER = "probabilities"
+# A number as JSON writes one (a leading + allowed): "nan", "inf" or "1_000" stay text.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 @dataclass
@@ -178,3 +184,37 @@ def receive(request, *, as_job: bool = False) -> Received:
     if parsed.rows > settings.PREDICT_SYNC_MAX_ROWS:
         return Received(job_input=_from_bytes(body, input_format, name))
     return Received(parsed=parsed)
+
+
+def asks_probabilities(query) -> bool:
+    """Whether `?probabilities=` asks for per-class probabilities (true, 1, yes, on)."""
+    return query.get(PROBABILITIES_PARAMETER, "").lower() in TRUE_VALUES
+
+
+def _query_value(text: str, feature: dict | None):
+    """A query value as the feature takes it: a number feature's text read as a JSON number
+    would be, anything else kept as text, an empty value a null (as an empty CSV cell). Text
+    that is no number stays text, so the row fails as the same JSON would (`wrong_type`)."""
+    if text == "":
+        return None
+    if feature is not None and feature["type"] == "number":
+        if len(text) <= MAX_NUMBER_CHARS and _NUMBER.fullmatch(text):
+            return float(text)
+    return text
+
+
+def query_row(query, schema: dict) -> ParsedInput:
+    """The one row of a GET predict (`?med_inc=3.2&ocean_proximity=INLAND`), typed by the
+    version's schema; it is then checked and scored like the same row sent as a JSON object.
+
+    `probabilities` is the option it is on POST, unless the model has a feature of that name.
+    A feature not in the query is `missing`; a parameter the model does not use is ignored.
+    """
+    features = {feature["name"]: feature for feature in schema["features"]}
+    record = {
+        name: _query_value(text, features.get(name))
+        for name, text in query.items()
+        if name != PROBABILITIES_PARAMETER or name in features
+    }
+    asked = PROBABILITIES_PARAMETER not in features and asks_probabilities(query)
+    return ParsedInput(form=SINGLE, record=record, return_probabilities=asked)

@@ -203,3 +203,50 @@ job_schema = extend_schema(
     request=request_bodies(id_column={"type": "string"}),
     responses={202: JobOutput, **ERROR_RESPONSES},
 )
+
+
+# A GET has no body: no 413 or 415, and its 400s are about the query.
+QUERY_ERRORS = {
+    **{status: ERROR_RESPONSES[status] for status in (401, 404, 409, 429, 503)},
+    400: _problem(
+        "`invalid_input`: a query parameter given twice, or probabilities from a regressor."
+    ),
+}
+
+predict_query_schema = extend_schema(
+    summary="Predict one row from the query string",
+    description=(
+        "A one-row try from a browser or a link: "
+        "`?med_inc=3.2&house_age=25&...&ocean_proximity=INLAND`. Each value is typed by the "
+        "version's schema (a number feature's text read as a number, text kept as text, an "
+        "empty value a null), then the row is checked and scored exactly like the same row "
+        "POSTed as a JSON object: the same answer (`prediction`), the same per-row errors "
+        "(a feature not given is `missing`, text for a number is `wrong_type`) and 422 "
+        "`no_valid_rows` when the row cannot be scored. Parameters the model does not use are "
+        "listed in `ignored_fields`; `probabilities=true` adds a classifier's probabilities "
+        "(unless the model has a feature of that name)."
+    ),
+    parameters=[
+        OpenApiParameter(
+            "features",
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            OpenApiParameter.QUERY,
+            style="form",
+            explode=True,
+            description="One query parameter per feature: `name=value`.",
+        ),
+        OpenApiParameter(
+            "probabilities",
+            OpenApiTypes.BOOL,
+            description="Classifiers: add per-class probabilities.",
+        ),
+    ],
+    responses={
+        200: PredictOutput,
+        422: OpenApiResponse(
+            PredictOutput, description="The row cannot be scored: `no_valid_rows`."
+        ),
+        **QUERY_ERRORS,
+    },
+    examples=[example for example in EXAMPLES if example.response_only][:1],
+)

@@ -16,13 +16,11 @@ from modelregistry.serving import APPROXIMATE_HEADER
 from . import intake, jobfiles, monitoring, services
 from .errors import InvalidInput, JobNotFound, ResultsNotReady
 from .models import JobStatus, PredictionJob
-from .openapi import job_schema, predict_schema
+from .openapi import job_schema, predict_query_schema, predict_schema
 from .permissions import PredictPermission
 from .request_log import note_request
 from .serializers import JobOutput, prediction_body
 from .throttles import PredictThrottle
-
-TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
 class PredictionView(ApiView):
@@ -59,6 +57,13 @@ def _id_column(request) -> str:
 class PredictView(PredictionView):
     """Score rows with a model's default version, or with the version in the URL."""
 
+    @predict_query_schema
+    def get(self, request, name, number=None):
+        version = services.servable_version(name, number)
+        note_request(request, version_number=version.number)
+        parsed = intake.query_row(request.query_params, version.input_schema)
+        return _prediction_response(request, version, parsed, parsed.return_probabilities)
+
     @predict_schema
     def post(self, request, name, number=None):
         version = services.servable_version(name, number)
@@ -67,20 +72,21 @@ class PredictView(PredictionView):
         if received.job_input is not None:
             return _submit_job(request, version, received.job_input)
         parsed = received.parsed
-        asked = request.query_params.get("probabilities", "").lower() in TRUE_VALUES
-        result = services.predict(
-            version=version,
-            parsed=parsed,
-            return_probabilities=parsed.return_probabilities or asked,
-        )
-        note_request(request, rows=result.rows, rows_failed=result.rows_failed)
-        body = prediction_body(result, parsed, request.request_id)
-        if result.rows_failed < result.rows:
-            header = result.plan.approximate_header
-            return Response(body, headers={APPROXIMATE_HEADER: header} if header else None)
-        return Response(
-            _all_rows_failed(body, request), status=422, content_type=PROBLEM_CONTENT_TYPE
-        )
+        asked = parsed.return_probabilities or intake.asks_probabilities(request.query_params)
+        return _prediction_response(request, version, parsed, asked)
+
+
+def _prediction_response(request, version, parsed, return_probabilities: bool) -> Response:
+    """Score the rows and answer: 200 when a row was scored, else 422 with the rows' errors."""
+    result = services.predict(
+        version=version, parsed=parsed, return_probabilities=return_probabilities
+    )
+    note_request(request, rows=result.rows, rows_failed=result.rows_failed)
+    body = prediction_body(result, parsed, request.request_id)
+    if result.rows_failed < result.rows:
+        header = result.plan.approximate_header
+        return Response(body, headers={APPROXIMATE_HEADER: header} if header else None)
+    return Response(_all_rows_failed(body, request), status=422, content_type=PROBLEM_CONTENT_TYPE)
 
 
 class JobCreateView(PredictionView):
