@@ -32,7 +32,7 @@ class PredictionView(ApiView):
     throttle_classes = [PredictThrottle]
 
 
-def _submit_job(request, version, job_input) -> Response:
+def submit_job_response(request, version, job_input) -> Response:
     """Queue a job for the input and answer 202 with it (its URL in Location)."""
     job = services.submit_job(
         version=version,
@@ -65,7 +65,7 @@ class PredictView(PredictionView):
         note_request(request, version_number=version.number)
         received = intake.receive(request)
         if received.job_input is not None:
-            return _submit_job(request, version, received.job_input)
+            return submit_job_response(request, version, received.job_input)
         parsed = received.parsed
         asked = request.query_params.get("probabilities", "").lower() in TRUE_VALUES
         result = services.predict(
@@ -79,7 +79,7 @@ class PredictView(PredictionView):
             header = result.plan.approximate_header
             return Response(body, headers={APPROXIMATE_HEADER: header} if header else None)
         return Response(
-            _all_rows_failed(body, request), status=422, content_type=PROBLEM_CONTENT_TYPE
+            all_rows_failed(body, request), status=422, content_type=PROBLEM_CONTENT_TYPE
         )
 
 
@@ -91,10 +91,10 @@ class JobCreateView(PredictionView):
         version = services.servable_version(name, number)
         note_request(request, version_number=version.number)
         received = intake.receive(request, as_job=True)
-        return _submit_job(request, version, received.job_input)
+        return submit_job_response(request, version, received.job_input)
 
 
-def _all_rows_failed(body: dict, request) -> dict:
+def all_rows_failed(body: dict, request) -> dict:
     """The batch body with the problem-details members on top: no row could be scored."""
     summary = problem(
         status=422,
