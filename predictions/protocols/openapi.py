@@ -87,12 +87,15 @@ model_metadata_schema = extend_schema(
     summary="V2 model metadata",
     description="Inputs (one per feature: name, datatype FP64 or BYTES, shape [-1]) from the "
     "version's schema; outputs `predict` and, for classifiers, `predict_proba`.",
-    responses={200: OpenApiTypes.OBJECT, 404: ERROR_RESPONSES[404]},
+    responses={200: OpenApiTypes.OBJECT, **{s: ERROR_RESPONSES[s] for s in (404, 409, 429)}},
 )
 model_ready_schema = extend_schema(
     tags=TAGS,
     summary="V2 model ready",
-    responses={200: OpenApiTypes.OBJECT, 404: ERROR_RESPONSES[404], 503: ERROR_RESPONSES[503]},
+    responses={
+        200: OpenApiTypes.OBJECT,
+        **{status: ERROR_RESPONSES[status] for status in (404, 409, 429, 503)},
+    },
 )
 infer_schema = extend_schema(
     tags=TAGS,
@@ -171,9 +174,13 @@ invocations_schema = extend_schema(
 ping_schema = extend_schema(
     tags=TAGS,
     summary="MLflow ping / health",
-    responses={200: OpenApiTypes.STR, 503: ERROR_RESPONSES[503]},
+    description='200 `{"status": "ok"}` when this instance can serve (as /readyz), else 503.',
+    responses={200: OpenApiTypes.OBJECT, 503: ERROR_RESPONSES[503]},
     auth=[],
 )
 version_schema = extend_schema(
-    tags=TAGS, summary="Server version", responses={200: OpenApiTypes.STR}, auth=[]
+    tags=TAGS,
+    summary="Server version",
+    responses={(200, "text/plain"): OpenApiTypes.STR},
+    auth=[],
 )

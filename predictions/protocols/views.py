@@ -196,7 +196,8 @@ class InvocationsView(MlflowMixin, PredictionView):
 
 
 class PingView(MlflowMixin, ApiView):
-    """MLflow's /ping and /health: 200 when this instance can serve (as /readyz)."""
+    """MLflow's /ping and /health: 200 when this instance can serve (as /readyz); MLflow's
+    clients look at the status only."""
 
     permission_classes = [AllowAny]
 
@@ -205,7 +206,7 @@ class PingView(MlflowMixin, ApiView):
         failure = _not_ready(readiness.check_all())
         if failure is not None:
             raise failure
-        return HttpResponse("\n", content_type="application/json")
+        return Response({"status": "ok"})
 
 
 class VersionView(MlflowMixin, ApiView):

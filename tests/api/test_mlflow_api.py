@@ -211,5 +211,5 @@ def test_a_token_is_required(registered_version, client, rows):
 def test_ping_health_and_version(registered_version, client):
     for path in ("/ping", "/health"):
         response = client.get(path)
-        assert response.status_code == 200 and response.content == b"\n"
+        assert response.status_code == 200 and response.json() == {"status": "ok"}
     assert client.get("/version").content == b"0.1.0"
