@@ -2,8 +2,11 @@
 
 The form says what the client sent and so what it gets back: `single` (one row, answered with
 `prediction`), `batch` (answered with `predictions`) or `mlflow` (MLflow's scoring shapes,
-answered with `predictions`). Every problem with the body as a whole raises `InvalidInput`; a
-row that is not an object is kept as an empty row and reported.
+answered with `predictions`). `inputs` and `instances` also take lists of values (in the
+model's feature order, named when the rows are checked) and a dict of columns; MLflow's
+`params` are applied or refused (`_apply_params`). Every problem with the body as a whole
+raises `InvalidInput`; a row that is not an object (or list) is kept as an empty row and
+reported.
 """
 
 import json
