@@ -37,3 +37,29 @@ class QueueUnavailable(ServingError):
 
 class UnsupportedFormat(ServingError):
     status_code, code, title = 415, "unsupported_format", "Unsupported format"
+
+
+class UnsupportedParam(InvalidInput):
+    code, title = "unsupported_param", "Unsupported param"
+
+
+class WrongShape(InvalidInput):
+    """An input's shape does not fit: values per row, an Open Inference tensor's shape."""
+
+    code, title = "wrong_shape", "Wrong shape"
+
+
+class WrongDatatype(InvalidInput):
+    code, title = "wrong_datatype", "Wrong datatype"
+
+
+class UnknownInput(InvalidInput):
+    code, title = "unknown_input", "Unknown input"
+
+
+class MissingInput(InvalidInput):
+    code, title = "missing_input", "Missing input"
+
+
+class UnknownOutput(InvalidInput):
+    code, title = "unknown_output", "Unknown output"

@@ -18,6 +18,7 @@ from .errors import EmptyInput, UnsupportedFormat
 from .parsers import ParsedInput
 from .parsers import csv as csv_parser
 from .parsers import json as json_parser
+from .parsers import oip as oip_parser
 from .parsers import parquet as parquet_parser
 
 MULTIPART = "multipart/form-data"
@@ -101,10 +102,23 @@ PARQUET = Format(
     schema_type="binary",
     measure=parquet_parser.measure,
 )
+# An Open Inference V2 inference request: read by its endpoint whatever the Content-Type (never
+# chosen by media type); a job keeps it by name, like any other input.
+OIP = Format(
+    name="oip",
+    label="Open Inference V2",
+    media_types=("application/json",),
+    extensions=(".json",),
+    parser=oip_parser.read_inference_request,
+    plan_chunks=chunking.plan_whole,
+    chunk_reader=chunking.read_text_chunk,
+    schema_type="object",
+    is_json_size_limited=True,
+)
 # In the order the API documents them (and lists them in the 415 message).
 FORMATS = (JSON, JSONL, CSV, PARQUET)
 
-_BY_NAME = {item.name: item for item in FORMATS}
+_BY_NAME = {item.name: item for item in (*FORMATS, OIP)}
 _BY_MEDIA_TYPE = {media_type: item for item in FORMATS for media_type in item.media_types}
 _BY_EXTENSION = {extension: item for item in FORMATS for extension in item.extensions}
 SUPPORTED_TYPES = (

@@ -149,13 +149,16 @@ def _too_big_to_answer_now(input_format: Format, body: bytes) -> bool:
     )
 
 
-def receive(request, *, as_job: bool = False) -> Received:
+def receive(request, *, as_job: bool = False, body_format: Format | None = None) -> Received:
     """Read a predict request's rows, or prepare its input for a job.
 
     With `as_job` the input always becomes a job; otherwise only when it is over
-    PREDICT_SYNC_MAX_BYTES or PREDICT_SYNC_MAX_ROWS.
+    PREDICT_SYNC_MAX_BYTES or PREDICT_SYNC_MAX_ROWS. `body_format` reads the body as that
+    format whatever its Content-Type (a protocol endpoint that takes one format).
     """
     kind, params = formats.media_type(request.content_type)
+    if body_format is not None:
+        kind, params = body_format.media_types[0], {}
     declared = _declared_length(request)
     is_multipart = kind == formats.MULTIPART
     if declared > settings.MAX_UPLOAD_BYTES + (MULTIPART_OVERHEAD_BYTES if is_multipart else 0):
@@ -168,7 +171,7 @@ def receive(request, *, as_job: bool = False) -> Received:
             return Received(job_input=_from_upload(upload, input_format))
         body, name = upload.read(), upload.name
     else:
-        input_format = formats.for_media_type(kind, params)
+        input_format = body_format or formats.for_media_type(kind, params)
         if as_job or declared > sync_limit:
             return Received(job_input=_from_stream(request, input_format, declared))
         if _is_chunked(request):  # read what a sync answer may take; more makes it a job

@@ -17,7 +17,8 @@ from core import metrics
 
 logger = logging.getLogger(__name__)
 
-API_PREFIX = "/api/"
+# Paths that get a RequestLog row: the API, and the protocol endpoints that score rows.
+LOGGED_PREFIXES = ("/api/", "/v2/models/", "/invocations")
 
 
 def note_request(request, **fields) -> None:
@@ -43,7 +44,7 @@ class RequestLogMiddleware:
             status=response.status_code,
             seconds=seconds,
         )
-        if settings.REQUEST_LOG_ENABLED and request.path.startswith(API_PREFIX):
+        if settings.REQUEST_LOG_ENABLED and request.path.startswith(LOGGED_PREFIXES):
             try:
                 log_writer.add(_log_row(request, response, seconds * 1000))
             except Exception:  # the answer matters more than its log line

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .protocols import views as protocol_views
 
 urlpatterns = [
     path("models/<str:name>/predict", views.PredictView.as_view(), name="predict"),
@@ -8,6 +9,11 @@ urlpatterns = [
         "models/<str:name>/versions/<int:number>/predict",
         views.PredictView.as_view(),
         name="version-predict",
+    ),
+    path(
+        "models/<str:name>/invocations",
+        protocol_views.InvocationsView.as_view(),
+        name="model-invocations",
     ),
     path("models/<str:name>/jobs", views.JobCreateView.as_view(), name="job-create"),
     path(

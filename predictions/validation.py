@@ -14,7 +14,8 @@ import pandas as pd
 
 from modelregistry.schema import UNKNOWN_TOLERANT
 
-from .parsers import JsonNaN
+from .errors import MissingInput, UnknownInput, WrongDatatype, WrongShape
+from .parsers import JsonNaN, ParsedInput
 
 NUMBER_TYPES = (int, float, np.integer, np.floating)
 SHOWN_VALUE_CHARS = 40
@@ -267,3 +268,54 @@ def check_rows(
         ignored_fields=ignored,
         rows=rows,
     )
+
+
+def _listed(names: list[str], limit: int = 20) -> str:
+    shown = ", ".join(f"'{_cut(str(name), SHOWN_FIELD_CHARS)}'" for name in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def bind_columns(parsed: ParsedInput, schema: dict) -> None:
+    """Name positional columns from the schema's feature order, and hold a request that
+    declared its columns' types (Open Inference) to the model's features: every one sent,
+    none other, each of the right kind. Each problem is a 400 naming the input."""
+    features = schema["features"]
+    names = [feature["name"] for feature in features]
+    if parsed.positional:
+        width = parsed.frame.shape[1]
+        if width != len(names):
+            raise WrongShape(
+                f"{parsed.positional}: each row has {width} values; the model takes "
+                f"{len(names)}, in this order: {_listed(names)}.",
+                errors=[{"field": parsed.positional, "code": "wrong_shape"}],
+            )
+        parsed.frame = parsed.frame.set_axis(names, axis=1)
+        if parsed.declared is not None:
+            kind, datatype = next(iter(parsed.declared.values()))
+            parsed.declared = {name: (kind, datatype) for name in names}
+    if parsed.declared is None:
+        return
+    unknown = [name for name in parsed.declared if name not in set(names)]
+    if unknown:
+        raise UnknownInput(
+            f"The model has no input {_listed(unknown)}; its inputs are {_listed(names)}.",
+            errors=[{"field": str(name), "code": "unknown_input"} for name in unknown[:100]],
+        )
+    missing = [name for name in names if name not in parsed.declared]
+    if missing:
+        raise MissingInput(
+            f"The request lacks the input(s) {_listed(missing)}; send one per feature.",
+            errors=[{"field": name, "code": "missing_input"} for name in missing[:100]],
+        )
+    for feature in features:
+        kind, datatype = parsed.declared[feature["name"]]
+        if kind != feature["type"]:
+            wanted = (
+                "BYTES (text)" if feature["type"] == "string" else "a number datatype (FP64, ...)"
+            )
+            where = parsed.positional or f"input '{feature['name']}'"
+            raise WrongDatatype(
+                f"{where} is {datatype}, but '{feature['name']}' takes {wanted}."
+                + (" Send one input per feature." if parsed.positional else ""),
+                errors=[{"field": feature["name"], "code": "wrong_datatype"}],
+            )

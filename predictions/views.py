@@ -30,7 +30,7 @@ class PredictionView(ApiView):
     throttle_classes = [PredictThrottle]
 
 
-def _submit_job(request, version, job_input) -> Response:
+def submit_job_response(request, version, job_input) -> Response:
     """Queue a job for the input and answer 202 with it (its URL in Location)."""
     job = services.submit_job(
         version=version,
@@ -70,7 +70,7 @@ class PredictView(PredictionView):
         note_request(request, version_number=version.number)
         received = intake.receive(request)
         if received.job_input is not None:
-            return _submit_job(request, version, received.job_input)
+            return submit_job_response(request, version, received.job_input)
         parsed = received.parsed
         asked = parsed.return_probabilities or intake.asks_probabilities(request.query_params)
         return _prediction_response(request, version, parsed, asked)
@@ -86,7 +86,7 @@ def _prediction_response(request, version, parsed, return_probabilities: bool) -
     if result.rows_failed < result.rows:
         header = result.plan.approximate_header
         return Response(body, headers={APPROXIMATE_HEADER: header} if header else None)
-    return Response(_all_rows_failed(body, request), status=422, content_type=PROBLEM_CONTENT_TYPE)
+    return Response(all_rows_failed(body, request), status=422, content_type=PROBLEM_CONTENT_TYPE)
 
 
 class JobCreateView(PredictionView):
@@ -97,10 +97,10 @@ class JobCreateView(PredictionView):
         version = services.servable_version(name, number)
         note_request(request, version_number=version.number)
         received = intake.receive(request, as_job=True)
-        return _submit_job(request, version, received.job_input)
+        return submit_job_response(request, version, received.job_input)
 
 
-def _all_rows_failed(body: dict, request) -> dict:
+def all_rows_failed(body: dict, request) -> dict:
     """The batch body with the problem-details members on top: no row could be scored."""
     summary = problem(
         status=422,

@@ -288,6 +288,9 @@ SANDBOX_MEMORY_MB = env_int("SANDBOX_MEMORY_MB", 4096, minimum=256)
 SANDBOX_REQUIRE_LANDLOCK = env_bool("SANDBOX_REQUIRE_LANDLOCK", True)
 
 # Predictions
+# The model MLflow's top-level POST /invocations scores (its default version); empty: none,
+# and /invocations says so (each model has /api/v1/models/{name}/invocations).
+MLFLOW_DEFAULT_MODEL = env_str("MLFLOW_DEFAULT_MODEL", "")
 PREDICT_SYNC_MAX_ROWS = env_int("PREDICT_SYNC_MAX_ROWS", 10_000, minimum=1)
 PREDICT_SYNC_MAX_BYTES = env_int("PREDICT_SYNC_MAX_BYTES", 8 * 1024**2, minimum=1)
 # A compressed body (Parquet) that decodes to more than this becomes a job, from its metadata.

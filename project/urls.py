@@ -17,6 +17,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("modelregistry.urls")),
     path("api/v1/", include("predictions.urls")),
+    # The Open Inference Protocol V2 and MLflow's scoring server, where their clients look.
+    path("", include("predictions.protocols.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", ops.health, name="health"),

@@ -33,6 +33,7 @@ class ParsedInput:
         return_probabilities: bool = False,
         text_numbers: bool = False,
         record: dict | None = None,
+        positional: str = "",
     ):
         self._frame = frame
         self.form = form
@@ -44,6 +45,18 @@ class ParsedInput:
         self.row_errors: list[dict] = []
         # Per column, the rows that did not have the key at all (JSON rows only).
         self.absent: dict[str, np.ndarray] = {}
+        # Rows sent as lists of values (MLflow's lists, an Open Inference [rows, features]
+        # tensor): the columns are positions, named from the schema's feature order when the
+        # rows are checked. The text says where they came from, for messages ("" = named).
+        self.positional = positional
+        # Columns whose type the request declared (Open Inference datatypes): name -> (kind,
+        # datatype), kind "number" or "string". A request that declares its columns must name
+        # exactly the model's features, each of the right kind (`validation.bind_columns`).
+        self.declared: dict[str, tuple[str, str]] | None = None
+        # "predict" or "predict_proba": what MLflow's `params.predict_method` asked for.
+        self.predict_method = "predict"
+        # What a protocol adapter keeps for its answer (an Open Inference `id`, `outputs`).
+        self.protocol: dict = {}
 
     @property
     def frame(self) -> pd.DataFrame:

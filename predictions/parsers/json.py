@@ -2,8 +2,11 @@
 
 The form says what the client sent and so what it gets back: `single` (one row, answered with
 `prediction`), `batch` (answered with `predictions`) or `mlflow` (MLflow's scoring shapes,
-answered with `predictions`). Every problem with the body as a whole raises `InvalidInput`; a
-row that is not an object is kept as an empty row and reported.
+answered with `predictions`). `inputs` and `instances` also take lists of values (in the
+model's feature order, named when the rows are checked) and a dict of columns; MLflow's
+`params` are applied or refused (`_apply_params`). Every problem with the body as a whole
+raises `InvalidInput`; a row that is not an object (or list) is kept as an empty row and
+reported.
 """
 
 import json
@@ -13,7 +16,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..errors import InvalidInput, MalformedRequest
+from ..errors import InvalidInput, MalformedRequest, UnsupportedParam
 from .common import (
     BATCH,
     JSON_NAN,
@@ -225,6 +228,98 @@ def _option(envelope: dict, name: str) -> bool:
     return value
 
 
+# MLflow's `params`: each one we take, and what it may be. Any other is refused, never ignored.
+PARAMS = {
+    "predict_method": ("predict", "predict_proba"),
+    "return_probabilities": (True, False),
+}
+PARAMS_SHOWN = "'predict_method' ('predict' or 'predict_proba') and 'return_probabilities'"
+
+
+def _apply_params(params, parsed: ParsedInput) -> None:
+    """Apply MLflow's `params` to `parsed`: the ones we support, or a 400 naming the other."""
+    if not isinstance(params, dict):
+        raise InvalidInput(f"'params' must be an object; the supported params are {PARAMS_SHOWN}.")
+    for name, value in params.items():
+        allowed = PARAMS.get(name)
+        if allowed is None:
+            raise UnsupportedParam(
+                f"The param {name[:80]!r} is not supported; the supported params are "
+                f"{PARAMS_SHOWN}.",
+                errors=[{"field": f"params.{name[:80]}", "code": "unsupported_param"}],
+            )
+        if not any(value is option or value == option and type(value) is str
+                   for option in allowed):  # fmt: skip
+            shown = " or ".join(repr(option) for option in allowed)
+            raise UnsupportedParam(
+                f"The param {name!r} must be {shown}; got {_shown_value(value)}.",
+                errors=[{"field": f"params.{name}", "code": "unsupported_param"}],
+            )
+    if params.get("predict_method") == "predict_proba":
+        parsed.predict_method, parsed.return_probabilities = "predict_proba", True
+    if params.get("return_probabilities") is True:
+        parsed.return_probabilities = True
+
+
+def _shown_value(value) -> str:
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _lists_frame(rows: list, where: str, parsed: ParsedInput) -> ParsedInput:
+    """Rows given as lists of values, in the model's feature order (named when checked); a row
+    that is not a list as long as the first is kept empty and reported, like a bad record."""
+    width = len(rows[0])
+    bad = [i for i, row in enumerate(rows) if type(row) is not list or len(row) != width]
+    for index in bad:
+        parsed.row_errors.append(
+            {
+                "row": index,
+                "field": None,
+                "code": "invalid_row",
+                "message": f"row {index}: expected a list of {width} values like row 0, "
+                f"got {_json_type(rows[index])}"
+                + (f" of {len(rows[index])}" if type(rows[index]) is list else ""),
+            }
+        )
+    if bad:
+        empty = [None] * width
+        bad_rows = set(bad)
+        rows = [empty if i in bad_rows else row for i, row in enumerate(rows)]
+    parsed.frame, parsed.positional = pd.DataFrame(rows, columns=range(width)), where
+    return parsed
+
+
+def _columns_frame(columns: dict, where: str) -> pd.DataFrame:
+    """A DataFrame from a dict of columns {"feature": [values], ...} of one length."""
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) > 1:
+        raise InvalidInput(f"{where}: every column must have as many values as the others.")
+    return pd.DataFrame(columns)
+
+
+def _rows_form(value, form: str, parsed: ParsedInput, max_cells: int) -> ParsedInput:
+    """`inputs` or `instances`: row objects, lists of values (positional), or (`inputs`, and
+    MLflow's columnar `instances`) a dict of columns."""
+    where = f"'{form}'"
+    if isinstance(value, dict):
+        if value and all(type(column) is list for column in value.values()):
+            parsed.frame = _columns_frame(value, where)
+            return parsed
+        if form == "inputs" and not any(type(item) is list for item in value.values()):
+            parsed.record, parsed.form = value, SINGLE
+            return parsed
+        raise InvalidInput(
+            f"{where} as an object must be one row (feature: value) or columns "
+            "(feature: [values]), not a mix."
+        )
+    if not isinstance(value, list):
+        raise InvalidInput(f"{where} must be a list of rows (objects or lists of values).")
+    if value and type(value[0]) is list:
+        return _lists_frame(value, where, parsed)
+    return _records_frame(value, parsed, max_cells)
+
+
 def read_json_value(data, *, max_cells: int = MIN_CELL_BUDGET) -> ParsedInput:
     """Recognise the request form of a parsed JSON value and build its rows (a table of at
     most `max_cells` values)."""
@@ -240,7 +335,6 @@ def read_json_value(data, *, max_cells: int = MIN_CELL_BUDGET) -> ParsedInput:
         raise InvalidInput("The body has options but no rows: send 'inputs' or another form.")
     if not data.keys() & ENVELOPE_KEYS - options:
         return ParsedInput(form=SINGLE, record=data)
-    probabilities = _option(data, "return_probabilities")
     forms = [key for key in ("inputs", "columns", "dataframe_records", "dataframe_split",
                              "instances") if key in data]  # fmt: skip
     if len(forms) != 1 or (forms == ["columns"]) != ("data" in data):
@@ -249,19 +343,37 @@ def read_json_value(data, *, max_cells: int = MIN_CELL_BUDGET) -> ParsedInput:
             "'dataframe_split' or 'instances'."
         )
     form = forms[0]
-    parsed = ParsedInput(form=MLFLOW, return_probabilities=probabilities)
+    parsed = ParsedInput(form=MLFLOW, return_probabilities=_option(data, "return_probabilities"))
+    if "params" in data:
+        _apply_params(data["params"], parsed)
     if form == "columns":
         parsed.frame, parsed.form = _split_frame(data, "The body"), BATCH
     elif form == "dataframe_split":
-        parsed.frame = _split_frame(data[form], "'dataframe_split'")
-    elif form == "inputs" and isinstance(data[form], dict):
-        parsed.record, parsed.form = data[form], SINGLE
-    elif isinstance(data[form], list):
+        split = data[form]
+        if (
+            isinstance(split, dict)
+            and "columns" not in split
+            and isinstance(split.get("data"), list)
+        ):
+            return _positional_split(split, parsed)
+        parsed.frame = _split_frame(split, "'dataframe_split'")
+    elif form in ("inputs", "instances"):
         parsed.form = BATCH if form == "inputs" else MLFLOW
+        parsed = _rows_form(data[form], form, parsed, max_cells)
+    elif isinstance(data[form], list):
         _records_frame(data[form], parsed, max_cells)
     else:
         raise InvalidInput(f"'{form}' must be a list of row objects.")
     return parsed
+
+
+def _positional_split(split: dict, parsed: ParsedInput) -> ParsedInput:
+    """`dataframe_split` without `columns`: its rows are values in the model's feature order."""
+    if not split["data"]:
+        raise InvalidInput("'dataframe_split': 'data' has no rows.")
+    if type(split["data"][0]) is not list:
+        raise InvalidInput("'dataframe_split': 'data' must be a list of rows (lists of values).")
+    return _lists_frame(split["data"], "'dataframe_split'", parsed)
 
 
 def read_json(body: bytes, charset: str | None = None) -> ParsedInput:

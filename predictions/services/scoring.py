@@ -89,6 +89,8 @@ def _check(version: ModelVersion, parsed: ParsedInput) -> CheckedRows:
     """The request's rows checked against the version's schema: one plain JSON object without
     pandas when it can be (`check_record`), anything else column by column (`check_rows`)."""
     limit = settings.PREDICT_MAX_STRING_LENGTH
+    if parsed.positional or parsed.declared is not None:
+        validation.bind_columns(parsed, version.input_schema)
     if parsed.record is not None:
         checked = validation.check_record(
             parsed.record, version.input_schema, max_string_length=limit

@@ -662,7 +662,7 @@ BAD_ROWS = [
             [(1, "", "invalid_row")]),
     BadRows("a string and a list as rows", lambda r: as_json(
         [plain(r)[0], CANARY, [1, 2]]), [(1, "", "invalid_row"), (2, "", "invalid_row")]),
-    BadRows("only non-object rows", lambda r: as_json({"instances": [[1.0, 2.0], None, "x"]}),
+    BadRows("only non-object rows", lambda r: as_json({"instances": [None, "x", 3.5]}),
             [(i, "", "invalid_row") for i in EVERY_ROW]),
     BadRows("every row bad", lambda r: as_json(
         changed(r, {(i, "med_inc"): "lots" for i in EVERY_ROW})),

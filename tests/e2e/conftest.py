@@ -23,6 +23,7 @@ WEB_INSTANCES = 2
 # Small, so a test can exceed it cheaply; the real limit is MAX_UPLOAD_BYTES.
 E2E_MAX_BODY_BYTES = 1024 * 1024
 STARTUP_SECONDS = 60
+MLFLOW_DEFAULT_MODEL = "mlflow-default"
 
 
 def scrape(url: str) -> dict:
@@ -106,6 +107,8 @@ def e2e_stack(django_db_setup, django_db_blocker, media_root, tmp_path_factory, 
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
+        # The model MLflow's top-level /invocations scores (tests/e2e/test_protocols_e2e.py).
+        "MLFLOW_DEFAULT_MODEL": MLFLOW_DEFAULT_MODEL,
     }
     web_ports = [free_port() for _ in range(WEB_INSTANCES)]
     env["MONITORED_INSTANCES"] = ",".join(f"http://127.0.0.1:{port}" for port in web_ports)
