@@ -37,3 +37,7 @@ class QueueUnavailable(ServingError):
 
 class UnsupportedFormat(ServingError):
     status_code, code, title = 415, "unsupported_format", "Unsupported format"
+
+
+class CallbackNotAllowed(InvalidInput):
+    code, title = "callback_not_allowed", "Callback not allowed"
