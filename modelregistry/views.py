@@ -7,6 +7,7 @@ from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from core.pagination import PAGE_PARAMETERS, page_of, paginated_response
 from core.views import ApiView
 
 from . import selectors, services, storage
@@ -39,9 +40,11 @@ class RegistryView(ApiView):
 
 
 class ModelListView(RegistryView):
-    @extend_schema(responses=ModelSummaryOutput(many=True))
+    ordering = "name"
+
+    @extend_schema(parameters=PAGE_PARAMETERS, responses=page_of(ModelSummaryOutput))
     def get(self, request):
-        return Response(ModelSummaryOutput(_models_with_versions(), many=True).data)
+        return paginated_response(self, request, _models_with_versions(), ModelSummaryOutput)
 
 
 class ModelDetailView(RegistryView):
@@ -52,10 +55,12 @@ class ModelDetailView(RegistryView):
 
 class VersionListView(RegistryView):
     parser_classes = [MultiPartParser, FormParser]
+    ordering = "-number"
 
-    @extend_schema(responses=VersionOutput(many=True))
+    @extend_schema(parameters=PAGE_PARAMETERS, responses=page_of(VersionOutput))
     def get(self, request, name):
-        return Response(VersionOutput(_get_model(name).versions.all(), many=True).data)
+        versions = _get_model(name).versions.select_related("registered_model")
+        return paginated_response(self, request, versions, VersionOutput)
 
     @extend_schema(request=VersionUploadInput, responses={201: VersionOutput})
     def post(self, request, name):

@@ -27,15 +27,31 @@ class ChunkPlan:
     ranges: list[list[int]]
     header: bytes = b""
     rows: int | None = None
+    unit: str = "bytes"  # what the ranges count: "bytes" of the file, or "rows" (Parquet)
 
     def as_json(self) -> dict:
         """What the job row keeps in `plan` (the header as latin-1 text: bytes one to one)."""
-        return {"header": self.header.decode("latin-1"), "ranges": self.ranges}
+        return {"header": self.header.decode("latin-1"), "ranges": self.ranges, "unit": self.unit}
 
     @classmethod
     def from_json(cls, plan: dict) -> "ChunkPlan":
         """The plan a job row kept."""
-        return cls(ranges=plan["ranges"], header=plan["header"].encode("latin-1"))
+        return cls(
+            ranges=plan["ranges"],
+            header=plan["header"].encode("latin-1"),
+            unit=plan.get("unit", "bytes"),
+        )
+
+    def chunk_bytes(self, index: int, input_bytes: int) -> int:
+        """Chunk `index`'s share of the input's `input_bytes`, fixed by the plan: the shares of
+        all chunks add up to `input_bytes` exactly (the CSV header counts in the first one; a
+        row range gets its rows' share of the file). Progress counts these."""
+        if self.unit == "bytes":
+            start, end = self.ranges[index]
+            return end - (0 if index == 0 else start)
+        total = self.ranges[-1][1] or 1
+        start, end = self.ranges[index]
+        return input_bytes * end // total - input_bytes * start // total
 
 
 # --- Byte ranges of whole records -------------------------------------------------------------
@@ -174,7 +190,7 @@ def plan_parquet(path: Path) -> ChunkPlan:
         )
     except (pa.ArrowException, OSError) as exc:
         raise MalformedRequest(f"The file is not a readable Parquet file: {exc}") from None
-    return ChunkPlan(ranges=ranges, rows=rows)
+    return ChunkPlan(ranges=ranges, rows=rows, unit="rows")
 
 
 Parse = Callable[[bytes], ParsedInput]

@@ -63,3 +63,7 @@ class MissingInput(InvalidInput):
 
 class UnknownOutput(InvalidInput):
     code, title = "unknown_output", "Unknown output"
+
+
+class CallbackNotAllowed(InvalidInput):
+    code, title = "callback_not_allowed", "Callback not allowed"

@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from modelregistry.models import ModelVersion
 
@@ -46,6 +47,9 @@ class PredictionJob(models.Model):
     rows_failed = models.BigIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(null=True, blank=True)
     chunks_done = models.PositiveIntegerField(default=0)
+    # Input bytes of the chunks scored so far (each chunk's share is fixed when the job is
+    # planned), so progress moves from the first chunk on, whether or not the rows are counted.
+    bytes_done = models.BigIntegerField(default=0)
     failure_reason = models.TextField(blank=True)
     has_results = models.BooleanField(default=False)
     approximate_path = models.CharField(
@@ -53,13 +57,22 @@ class PredictionJob(models.Model):
     )
     plan = models.JSONField(default=dict, blank=True, help_text="Chunk byte or row ranges.")
     request_id = models.CharField(max_length=128, blank=True)
+    callback_url = models.URLField(
+        max_length=2000, blank=True, help_text="POSTed the job's document when it ends."
+    )
+    callback_attempts = models.JSONField(
+        default=list, blank=True, help_text="Each delivery: at, status_code or error."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["owner", "created_at"], name="job_owner_created"),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.id} ({self.status})"
@@ -70,12 +83,35 @@ class PredictionJob(models.Model):
 
     @property
     def progress(self) -> float:
-        """Share of rows done, from 0 to 1 (0 until the rows are counted)."""
+        """Share of the input's bytes scored, from 0 to 1: it only ever grows (a chunk's share
+        is fixed by the plan and counted once), and 1 once the job has succeeded."""
         if self.status == JobStatus.SUCCEEDED:
             return 1.0
-        if not self.rows_total:
+        if not self.input_bytes:
             return 0.0
-        return min(1.0, self.rows_done / self.rows_total)
+        return min(1.0, self.bytes_done / self.input_bytes)
+
+    def _elapsed_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return max((end - self.started_at).total_seconds(), 1e-6)
+
+    @property
+    def rows_per_second(self) -> float | None:
+        """Rows read per second since the job started (to its end once finished)."""
+        elapsed = self._elapsed_seconds()
+        if elapsed is None or not self.rows_done:
+            return None
+        return self.rows_done / elapsed
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the pace so far, while the job runs and has scored something."""
+        elapsed, progress = self._elapsed_seconds(), self.progress
+        if self.status != JobStatus.RUNNING or elapsed is None or not 0 < progress < 1:
+            return None
+        return elapsed * (1 - progress) / progress
 
 
 class RequestLog(models.Model):

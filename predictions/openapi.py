@@ -5,7 +5,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
+from core.pagination import PAGE_PARAMETERS, page_of
+
 from . import formats
+from .models import JobStatus
 from .serializers import JobOutput, PredictOutput
 
 ROW = {
@@ -194,13 +197,18 @@ job_schema = extend_schema(
         "multipart `file`, or a raw CSV, JSON lines, Parquet or JSON body. The version is "
         "pinned now. Answers 202 with the job and its URL in `Location`; follow the job at "
         "`/api/v1/jobs/{id}/`. `id_column` (query or form field) names an input column copied "
-        "into the results. The predict endpoint does the same for inputs over "
-        "PREDICT_SYNC_MAX_BYTES or PREDICT_SYNC_MAX_ROWS."
+        "into the results. `callback_url` (query or form field) names a URL on a host in "
+        "JOB_CALLBACK_ALLOWED_HOSTS that is POSTed the job's document when it ends, signed in "
+        "`Modelport-Signature` (400 `callback_not_allowed` otherwise). The predict endpoint does "
+        "the same for inputs over PREDICT_SYNC_MAX_BYTES or PREDICT_SYNC_MAX_ROWS."
     ),
     parameters=[
-        OpenApiParameter("id_column", OpenApiTypes.STR, description="Input column to keep.")
+        OpenApiParameter("id_column", OpenApiTypes.STR, description="Input column to keep."),
+        OpenApiParameter(
+            "callback_url", OpenApiTypes.URI, description="Called back when the job ends."
+        ),
     ],
-    request=request_bodies(id_column={"type": "string"}),
+    request=request_bodies(id_column={"type": "string"}, callback_url={"type": "string"}),
     responses={202: JobOutput, **ERROR_RESPONSES},
 )
 
@@ -249,4 +257,26 @@ predict_query_schema = extend_schema(
         **QUERY_ERRORS,
     },
     examples=[example for example in EXAMPLES if example.response_only][:1],
+)
+
+
+job_list_schema = extend_schema(
+    summary="List jobs",
+    description=(
+        "The caller's jobs, newest first, a page at a time (follow `next`). Staff see everyone's, "
+        "or one user's with `owner`; anyone else asking for another user's gets 403. Filter by "
+        "`model` (its name) and `status`."
+    ),
+    parameters=[
+        *PAGE_PARAMETERS,
+        OpenApiParameter("model", OpenApiTypes.STR, description="Only jobs of this model."),
+        OpenApiParameter(
+            "status",
+            OpenApiTypes.STR,
+            enum=[status.value for status in JobStatus],
+            description="Only jobs in this state.",
+        ),
+        OpenApiParameter("owner", OpenApiTypes.STR, description="Staff: only this user's jobs."),
+    ],
+    responses={200: page_of(JobOutput)},
 )

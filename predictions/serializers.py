@@ -6,6 +6,7 @@ the OpenAPI schema; tests check that the two agree.
 """
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import JobStatus, PredictionJob
@@ -89,12 +90,51 @@ class PredictOutput(serializers.Serializer):
     request_id = serializers.CharField()
 
 
+class CallbackAttemptOutput(serializers.Serializer):
+    at = serializers.DateTimeField()
+    status_code = serializers.IntegerField(
+        allow_null=True, help_text="The receiver's answer; null when none came (see error)."
+    )
+    error = serializers.CharField(help_text="Why the attempt was not delivered, or empty.")
+
+
+class CallbackOutput(serializers.Serializer):
+    url = serializers.URLField(source="callback_url")
+    attempts = CallbackAttemptOutput(
+        source="callback_attempts", many=True, help_text="Each POST so far, oldest first."
+    )
+
+
 class JobOutput(serializers.ModelSerializer):
     """A job's state, counts, timings and links."""
 
     model = serializers.CharField(source="version.registered_model.name")
     version = serializers.IntegerField(source="version.number")
-    progress = serializers.FloatField()
+    progress = serializers.FloatField(
+        help_text="Share of the input's bytes scored, 0 to 1; it only grows (1 once succeeded)."
+    )
+    bytes_done = serializers.IntegerField(
+        help_text="Bytes of input in the chunks scored so far (of input_bytes, known at once)."
+    )
+    chunks_total = serializers.IntegerField(
+        allow_null=True, help_text="Chunks the input was cut into; null until it is planned."
+    )
+    chunks_done = serializers.IntegerField(help_text="Chunks scored so far.")
+    rows_total = serializers.IntegerField(
+        allow_null=True,
+        help_text="Rows of the input once counted: at planning for Parquet, at the end for "
+        "text formats (null until then).",
+    )
+    rows_done = serializers.IntegerField(help_text="Rows read and scored so far, failed included.")
+    rows_failed = serializers.IntegerField(help_text="Rows that could not be scored (errors).")
+    rows_per_second = serializers.FloatField(
+        allow_null=True, help_text="Rows done per second since the job started (to its end)."
+    )
+    eta_seconds = serializers.FloatField(
+        allow_null=True,
+        help_text="Seconds left at the pace so far; null unless running with some progress.",
+    )
+    callback = serializers.SerializerMethodField()
     owner = serializers.CharField(source="owner.username", default=None)
     approximate = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
@@ -109,15 +149,21 @@ class JobOutput(serializers.ModelSerializer):
             "version",
             "status",
             "progress",
+            "input_bytes",
+            "bytes_done",
+            "chunks_total",
+            "chunks_done",
             "rows_total",
             "rows_done",
             "rows_failed",
+            "rows_per_second",
+            "eta_seconds",
             "input_name",
             "input_format",
-            "input_bytes",
             "id_column",
             "failure_reason",
             "approximate",
+            "callback",
             "owner",
             "request_id",
             "created_at",
@@ -125,6 +171,11 @@ class JobOutput(serializers.ModelSerializer):
             "finished_at",
             "links",
         ]
+
+    @extend_schema_field(CallbackOutput(allow_null=True))
+    def get_callback(self, job: PredictionJob) -> dict | None:
+        """The URL called back when the job ends and each attempt, or null: none named."""
+        return CallbackOutput(job).data if job.callback_url else None
 
     def get_approximate(self, job: PredictionJob) -> dict | None:
         """The inexact path that scored some of the job's rows (opted in), or null: exact."""

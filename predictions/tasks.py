@@ -12,6 +12,7 @@ from rq.timeouts import JobTimeoutException
 from core.errors import ServingError, is_storage_full
 
 from . import services
+from .serializers import JobOutput
 
 
 def _run(step, job_id: str, *args) -> None:
@@ -49,3 +50,9 @@ def score_chunk(job_id: str, index: int) -> None:
 def finish_job(job_id: str) -> None:
     """Merge the job's scored chunks into its result (services.finish_job)."""
     _run(services.finish_job, job_id)
+
+
+def deliver_callback(job_id: str) -> None:
+    """POST the ended job's document to its callback URL (services.deliver_callback); an
+    answer other than 2xx raises, so RQ's Retry sends it again."""
+    services.deliver_callback(job_id, document=lambda job: JobOutput(job).data)

@@ -21,6 +21,7 @@ urlpatterns = [
         views.JobCreateView.as_view(),
         name="version-job-create",
     ),
+    path("jobs/", views.JobListView.as_view(), name="job-list"),
     path("jobs/<uuid:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:job_id>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<uuid:job_id>/results/", views.JobResultsView.as_view(), name="job-results"),

@@ -5,10 +5,12 @@ from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
 from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.views.generic import TemplateView
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from core.errors import PROBLEM_CONTENT_TYPE, problem
+from core.pagination import paginated_response
 from core.views import ApiView
 from modelregistry.models import RegisteredModel
 from modelregistry.serving import APPROXIMATE_HEADER
@@ -16,7 +18,7 @@ from modelregistry.serving import APPROXIMATE_HEADER
 from . import intake, jobfiles, monitoring, services
 from .errors import InvalidInput, JobNotFound, ResultsNotReady
 from .models import JobStatus, PredictionJob
-from .openapi import job_schema, predict_query_schema, predict_schema
+from .openapi import job_list_schema, job_schema, predict_query_schema, predict_schema
 from .permissions import PredictPermission
 from .request_log import note_request
 from .serializers import JobOutput, prediction_body
@@ -37,20 +39,21 @@ def submit_job_response(request, version, job_input) -> Response:
         job_input=job_input,
         owner=request.user,
         request_id=request.request_id,
-        id_column=_id_column(request),
+        id_column=_job_option(request, "id_column", 200),
+        callback_url=_job_option(request, "callback_url", 2000),
     )
     note_request(request, job_id=job.id)
     body = JobOutput(job, context={"request": request}).data
     return Response(body, status=202, headers={"Location": body["url"]})
 
 
-def _id_column(request) -> str:
-    """An input column to copy into the results: `?id_column=` or a multipart form field."""
-    value = request.query_params.get("id_column", "")
+def _job_option(request, name: str, max_length: int) -> str:
+    """A job option (`id_column`, `callback_url`): a query parameter or a multipart form field."""
+    value = request.query_params.get(name, "")
     if not value and request.content_type.startswith("multipart/form-data"):
-        value = request.POST.get("id_column", "")
-    if len(value) > 200:
-        raise InvalidInput("'id_column' is longer than 200 characters.")
+        value = request.POST.get(name, "")
+    if len(value) > max_length:
+        raise InvalidInput(f"'{name}' is longer than {max_length} characters.")
     return value
 
 
@@ -132,6 +135,32 @@ def _finished_results(request, job_id) -> PredictionJob:
     if job.status != JobStatus.SUCCEEDED or not job.has_results:
         raise ResultsNotReady(f"The job is {job.status}; results come when it has succeeded.")
     return job
+
+
+class JobListView(ApiView):
+    """The caller's jobs, newest first (staff: everyone's, or one user's with `?owner=`)."""
+
+    ordering = "-created_at"
+
+    @job_list_schema
+    def get(self, request):
+        jobs = PredictionJob.objects.select_related("version__registered_model", "owner")
+        owner = request.query_params.get("owner")
+        if not request.user.is_staff:
+            if owner is not None and owner != request.user.get_username():
+                raise PermissionDenied("Only staff may list other users' jobs.")
+            jobs = jobs.filter(owner_id=request.user.pk)
+        elif owner is not None:
+            jobs = jobs.filter(owner__username=owner)
+        model = request.query_params.get("model")
+        if model is not None:
+            jobs = jobs.filter(version__registered_model__name=model)
+        status = request.query_params.get("status")
+        if status is not None:
+            if status not in JobStatus.values:
+                raise InvalidInput(f"'status' must be one of {', '.join(JobStatus.values)}.")
+            jobs = jobs.filter(status=status)
+        return paginated_response(self, request, jobs, JobOutput)
 
 
 class JobDetailView(ApiView):

@@ -328,6 +328,28 @@ WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
 WORKER_METRICS_ADDRESS = env_str("WORKER_METRICS_ADDRESS", "127.0.0.1")
 RESULTS_PAGE_SIZE = env_int("RESULTS_PAGE_SIZE", 1000, minimum=1)
 RESULTS_MAX_PAGE_SIZE = env_int("RESULTS_MAX_PAGE_SIZE", 10_000, minimum=1)
+# Every list endpoint (models, versions, jobs) answers pages of this many items (core/pagination).
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50, minimum=1)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500, minimum=1)
+
+# Job callbacks (predictions/services/callbacks.py): a job may name a URL on one of these hosts
+# (none: callbacks are refused). An address that is not public (loopback, private, link-local)
+# is refused even then, unless that address itself is listed (e.g. 127.0.0.1).
+JOB_CALLBACK_ALLOWED_HOSTS = [host.lower() for host in env_list("JOB_CALLBACK_ALLOWED_HOSTS", "")]
+# The HMAC-SHA256 key of the Modelport-Signature header; required once a host is allowed.
+JOB_CALLBACK_SECRET = env_str("JOB_CALLBACK_SECRET", "")
+if JOB_CALLBACK_ALLOWED_HOSTS and not JOB_CALLBACK_SECRET:
+    raise ImproperlyConfigured("Set JOB_CALLBACK_SECRET to sign callbacks to the allowed hosts.")
+# Seconds before each retry of an undelivered callback (RQ's Retry; the worker's scheduler).
+try:
+    JOB_CALLBACK_RETRY_SECONDS = [
+        int(item) for item in env_list("JOB_CALLBACK_RETRY_SECONDS", "10,60,300")
+    ]
+except ValueError:
+    raise ImproperlyConfigured(
+        "JOB_CALLBACK_RETRY_SECONDS: whole seconds, comma-separated."
+    ) from None
+JOB_CALLBACK_TIMEOUT_SECONDS = env_int("JOB_CALLBACK_TIMEOUT_SECONDS", 10, minimum=1)
 
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

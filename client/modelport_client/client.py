@@ -146,6 +146,16 @@ class Client:
         request = self._http.build_request(method, path, **kwargs)
         return self._send(request).json()
 
+    def _every_page(self, path: str, **params) -> list[dict]:
+        """Every item of a paginated list: its pages' `results`, following `next` links."""
+        items: list[dict] = []
+        page = self._call("GET", path, params=params or None)
+        while True:
+            items.extend(page["results"])
+            if not page.get("next"):
+                return items
+            page = self._call("GET", page["next"])
+
     def _upload_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self._timeout, read=max(self._timeout, READ_TIMEOUT_SECONDS))
 
@@ -153,7 +163,7 @@ class Client:
 
     def models(self) -> list[dict]:
         """Every model, with its default and latest version."""
-        return self._call("GET", f"{API}/models/")
+        return self._every_page(f"{API}/models/")
 
     def model(self, name: str) -> dict:
         """One model: input schema, output info, versions, the audit trail."""
@@ -161,7 +171,7 @@ class Client:
 
     def versions(self, name: str) -> list[dict]:
         """A model's versions, newest first."""
-        return self._call("GET", f"{API}/models/{name}/versions/")
+        return self._every_page(f"{API}/models/{name}/versions/")
 
     def version(self, name: str, number: int) -> dict:
         """One version: status, schema, how it is served."""
@@ -308,6 +318,11 @@ class Client:
             data={"id_column": id_column} if id_column else None,
             progress=progress,
         )
+
+    def jobs(self, *, model: str | None = None, status: str | None = None) -> list[dict]:
+        """The caller's jobs, newest first (every page), of one model or in one state if asked."""
+        filters = {name: value for name, value in (("model", model), ("status", status)) if value}
+        return self._every_page(f"{API}/jobs/", **filters)
 
     def job(self, job: Mapping | str) -> dict:
         """A job's state: `status`, `progress` (0 to 1), `rows_total`, `rows_done`, ..."""

@@ -1,5 +1,6 @@
 """Every write and every scoring step: views, jobs and the admin call these."""
 
+from .callbacks import check_callback_url, deliver_callback
 from .jobs import (
     JobInput,
     cancel_job,
@@ -17,7 +18,9 @@ __all__ = [
     "JobInput",
     "Prediction",
     "cancel_job",
+    "check_callback_url",
     "check_sync_rows",
+    "deliver_callback",
     "delete_expired_jobs",
     "fail_job",
     "finish_job",

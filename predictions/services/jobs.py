@@ -26,7 +26,7 @@ from ..chunking import ChunkPlan
 from ..errors import EmptyInput, InvalidInput, JobFinished, QueueUnavailable
 from ..formats import Format
 from ..models import FINISHED_STATUSES, JobStatus, PredictionJob
-from . import queue
+from . import callbacks, queue
 from .scoring import RETRY_AFTER_SECONDS, score_rows
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,11 @@ def submit_job(
     owner=None,
     request_id: str = "",
     id_column: str = "",
+    callback_url: str = "",
 ) -> PredictionJob:
     """Store the input and queue the job; a failure leaves neither a row nor a file behind."""
+    if callback_url:
+        callbacks.check_callback_url(callback_url)
     job = PredictionJob(
         version=version,
         owner=owner if owner is not None and owner.is_authenticated else None,
@@ -59,6 +62,7 @@ def submit_job(
         input_bytes=0,
         id_column=id_column,
         request_id=request_id or "",
+        callback_url=callback_url,
     )
     try:
         job.input_bytes = job_input.copy_to(jobfiles.input_path(job.id, job.input_format))
@@ -101,9 +105,22 @@ def fail_job(job_id, reason: str) -> None:
         status=JobStatus.FAILED, failure_reason=reason[:2000], finished_at=timezone.now()
     )
     if updated:
-        metrics.job_finished(job=_load_job(job_id), status=JobStatus.FAILED)
+        job = _load_job(job_id)
+        metrics.job_finished(job=job, status=JobStatus.FAILED)
         logger.warning("job %s failed: %s", job_id, reason)
+        _call_back(job)
     jobfiles.remove_parts(job_id)
+
+
+def _call_back(job: PredictionJob) -> None:
+    """Queue the callback of a job that has just ended, if it named one. The job's end stands
+    even when Redis cannot take it (logged: the job's document still says how it ended)."""
+    if not job.callback_url:
+        return
+    try:
+        queue.enqueue_callback(job.id)
+    except RedisError as exc:
+        logger.error("cannot queue the callback of job %s: %s", job.id, exc)
 
 
 def _load_job(job_id) -> PredictionJob:
@@ -162,10 +179,12 @@ def score_chunk(job_id, index: int) -> None:
     )
     # An answer from an inexact path says so: the job keeps the path of any such chunk.
     approximate = {} if result.plan.is_exact else {"approximate_path": result.plan.path}
+    plan = ChunkPlan.from_json(job.plan)
     PredictionJob.objects.filter(pk=job.pk).update(
         rows_done=F("rows_done") + result.rows,
         rows_failed=F("rows_failed") + result.rows_failed,
         chunks_done=F("chunks_done") + 1,
+        bytes_done=F("bytes_done") + plan.chunk_bytes(index, job.input_bytes),
         **approximate,
     )
 
@@ -195,6 +214,7 @@ def finish_job(job_id) -> None:
         rows_done=rows,
         rows_failed=failed,
         chunks_done=len(chunks),
+        bytes_done=job.input_bytes,
         has_results=True,
         finished_at=timezone.now(),
     )
@@ -202,8 +222,10 @@ def finish_job(job_id) -> None:
     if not finished:  # cancelled while merging
         jobfiles.remove_job_files(job.id)
         return
-    metrics.job_finished(job=_load_job(job.id), status=JobStatus.SUCCEEDED)
+    job = _load_job(job.id)
+    metrics.job_finished(job=job, status=JobStatus.SUCCEEDED)
     logger.info("job %s succeeded: %d rows, %d failed", job.id, rows, failed)
+    _call_back(job)
 
 
 def refresh_job(job: PredictionJob) -> PredictionJob:
@@ -231,6 +253,7 @@ def cancel_job(job: PredictionJob) -> PredictionJob:
     job.refresh_from_db()
     if cancelled:
         metrics.job_finished(job=job, status=JobStatus.CANCELLED)
+        _call_back(job)
     if was_queued and job.status == JobStatus.CANCELLED:
         jobfiles.remove_job_files(job.id)
     logger.info("job %s cancelled", job.id)

@@ -50,9 +50,14 @@ def rq_ids(job: PredictionJob) -> list[str]:
     return ids
 
 
-def enqueue(function: str, rq_id: str, *args, **options) -> str:
+def callback_id(job_id) -> str:
+    """The RQ id of the step that calls the job's callback URL back."""
+    return f"{job_id}-callback"
+
+
+def enqueue(function: str, rq_id: str, *args, retry: Retry | None = None, **options) -> str:
     """Queue the RQ entry point `function` (a dotted path) under `rq_id`, retried once if its
-    worker dies."""
+    worker dies (unless `retry` says otherwise)."""
     job = _queue().enqueue(
         function,
         *args,
@@ -60,10 +65,22 @@ def enqueue(function: str, rq_id: str, *args, **options) -> str:
         job_timeout=settings.JOB_TIMEOUT_SECONDS,
         result_ttl=RQ_KEEP_SECONDS,
         failure_ttl=RQ_KEEP_SECONDS,
-        retry=Retry(max=1),
+        retry=retry or Retry(max=1),
         **options,
     )
     return job.id
+
+
+def enqueue_callback(job_id) -> None:
+    """Queue the callback of an ended job, retried after each of JOB_CALLBACK_RETRY_SECONDS
+    (RQ's Retry: the worker's scheduler queues each retry when its time comes)."""
+    intervals = settings.JOB_CALLBACK_RETRY_SECONDS
+    enqueue(
+        "predictions.tasks.deliver_callback",
+        callback_id(job_id),
+        str(job_id),
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+    )
 
 
 def enqueue_plan(job_id) -> None:

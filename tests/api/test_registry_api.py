@@ -155,7 +155,7 @@ def test_reads_need_a_token_and_writes_need_staff(
 
 
 def test_model_list_and_detail(reader_client, registered_version):
-    listing = reader_client.get("/api/v1/models/").json()
+    listing = reader_client.get("/api/v1/models/").json()["results"]
     assert listing[0]["name"] == "house-prices"
     assert listing[0]["default_version"] == 1
     assert listing[0]["latest_version"] == 1

@@ -249,9 +249,26 @@ function renderJob(job) {
 
 function jobCounts(job) {
   if (job.status === "queued") return "Waiting for a worker…";
-  if (!job.rows_total) return job.status === "running" ? "Reading the file…" : "";
-  const done = `${job.rows_done.toLocaleString()} of ${plural(job.rows_total, "row")} done`;
-  return `${done} (${Math.round(job.progress * 100)}%), ${job.rows_failed.toLocaleString()} failed`;
+  if (job.status === "running" && !job.chunks_total) return "Reading the file…";
+  if (!job.chunks_total && !job.rows_total) return "";
+  const percent = Math.floor(job.progress * 100);
+  const rows = job.rows_total
+    ? `${job.rows_done.toLocaleString()} of ${plural(job.rows_total, "row")}`
+    : plural(job.rows_done, "row");
+  let text = `${rows} done (${percent}%), ${job.rows_failed.toLocaleString()} failed`;
+  if (job.status !== "running") return text;
+  text += ` · chunk ${job.chunks_done} of ${job.chunks_total}`;
+  if (job.rows_per_second) text += ` · ${Math.round(job.rows_per_second).toLocaleString()} rows/s`;
+  if (job.eta_seconds !== null && job.eta_seconds !== undefined) {
+    text += ` · about ${formatDuration(job.eta_seconds)} left`;
+  }
+  return text;
+}
+
+function formatDuration(seconds) {
+  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
 }
 
 function finishJob(job) {
