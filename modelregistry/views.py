@@ -12,6 +12,13 @@ from core.views import ApiView
 from . import selectors, services, storage
 from .errors import ModelNotFound
 from .models import ModelVersion, RegisteredModel
+from .openapi import (
+    MODEL_NOT_FOUND,
+    PROMOTE_ERRORS,
+    ROLLBACK_ERRORS,
+    UPLOAD_ERRORS,
+    VERSION_NOT_FOUND,
+)
 from .permissions import ReadAuthenticatedWriteStaff
 from .serializers import (
     DefaultChangeOutput,
@@ -39,13 +46,13 @@ class RegistryView(ApiView):
 
 
 class ModelListView(RegistryView):
-    @extend_schema(responses=ModelSummaryOutput(many=True))
+    @extend_schema(summary="Models", responses=ModelSummaryOutput(many=True))
     def get(self, request):
         return Response(ModelSummaryOutput(_models_with_versions(), many=True).data)
 
 
 class ModelDetailView(RegistryView):
-    @extend_schema(responses=ModelDetailOutput)
+    @extend_schema(summary="A model", responses={200: ModelDetailOutput, 404: MODEL_NOT_FOUND})
     def get(self, request, name):
         return Response(ModelDetailOutput(_get_model(name)).data)
 
@@ -53,11 +60,18 @@ class ModelDetailView(RegistryView):
 class VersionListView(RegistryView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(responses=VersionOutput(many=True))
+    @extend_schema(
+        summary="A model's versions",
+        responses={200: VersionOutput(many=True), 404: MODEL_NOT_FOUND},
+    )
     def get(self, request, name):
         return Response(VersionOutput(_get_model(name).versions.all(), many=True).data)
 
-    @extend_schema(request=VersionUploadInput, responses={201: VersionOutput})
+    @extend_schema(
+        summary="Upload a version",
+        request=VersionUploadInput,
+        responses={201: VersionOutput, **UPLOAD_ERRORS},
+    )
     def post(self, request, name):
         data = VersionUploadInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -79,13 +93,17 @@ class VersionListView(RegistryView):
 
 
 class VersionDetailView(RegistryView):
-    @extend_schema(responses=VersionOutput)
+    @extend_schema(summary="A version", responses={200: VersionOutput, 404: VERSION_NOT_FOUND})
     def get(self, request, name, number):
         return Response(VersionOutput(selectors.resolve_version(name, number)).data)
 
 
 class PromoteView(RegistryView):
-    @extend_schema(request=None, responses=VersionOutput)
+    @extend_schema(
+        summary="Make a version the default",
+        request=None,
+        responses={200: VersionOutput, **PROMOTE_ERRORS},
+    )
     def post(self, request, name, number):
         version = selectors.resolve_version(name, number)
         services.set_default_version(version=version, actor=request.user)
@@ -93,7 +111,11 @@ class PromoteView(RegistryView):
 
 
 class RollbackView(RegistryView):
-    @extend_schema(request=None, responses=DefaultChangeOutput)
+    @extend_schema(
+        summary="Roll back to the previous default",
+        request=None,
+        responses={200: DefaultChangeOutput, **ROLLBACK_ERRORS},
+    )
     def post(self, request, name):
         change = services.rollback_default(registered_model=_get_model(name), actor=request.user)
         return Response(DefaultChangeOutput(change).data)
