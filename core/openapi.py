@@ -99,7 +99,17 @@ def _status_schema(**extra) -> dict:
     }
 
 
-CHECKS = {"checks": {"type": "object", "additionalProperties": {"type": "object"}}}
+STATE = {"type": "string", "description": '"ok", or what is wrong.'}
+CHECKS = {
+    "checks": {
+        "type": "object",
+        "properties": {
+            "database": STATE,
+            "redis": STATE,
+            "models": {"type": "object", "additionalProperties": STATE},
+        },
+    }
+}
 OPS_PATHS = {
     "/healthz": {
         "get": {
