@@ -13,6 +13,13 @@ from core.views import ApiView
 from . import selectors, services, storage
 from .errors import ModelNotFound
 from .models import ModelVersion, RegisteredModel
+from .openapi import (
+    MODEL_NOT_FOUND,
+    PROMOTE_ERRORS,
+    ROLLBACK_ERRORS,
+    UPLOAD_ERRORS,
+    VERSION_NOT_FOUND,
+)
 from .permissions import ReadAuthenticatedWriteStaff
 from .serializers import (
     DefaultChangeOutput,
@@ -42,13 +49,18 @@ class RegistryView(ApiView):
 class ModelListView(RegistryView):
     ordering = "name"
 
-    @extend_schema(parameters=PAGE_PARAMETERS, responses=page_of(ModelSummaryOutput))
+    @extend_schema(
+        operation_id="api_v1_models_list",
+        summary="Models",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(ModelSummaryOutput),
+    )
     def get(self, request):
         return paginated_response(self, request, _models_with_versions(), ModelSummaryOutput)
 
 
 class ModelDetailView(RegistryView):
-    @extend_schema(responses=ModelDetailOutput)
+    @extend_schema(summary="A model", responses={200: ModelDetailOutput, 404: MODEL_NOT_FOUND})
     def get(self, request, name):
         return Response(ModelDetailOutput(_get_model(name)).data)
 
@@ -57,12 +69,21 @@ class VersionListView(RegistryView):
     parser_classes = [MultiPartParser, FormParser]
     ordering = "-number"
 
-    @extend_schema(parameters=PAGE_PARAMETERS, responses=page_of(VersionOutput))
+    @extend_schema(
+        operation_id="api_v1_models_versions_list",
+        summary="A model's versions",
+        parameters=PAGE_PARAMETERS,
+        responses={200: page_of(VersionOutput), 404: MODEL_NOT_FOUND},
+    )
     def get(self, request, name):
         versions = _get_model(name).versions.select_related("registered_model")
         return paginated_response(self, request, versions, VersionOutput)
 
-    @extend_schema(request=VersionUploadInput, responses={201: VersionOutput})
+    @extend_schema(
+        summary="Upload a version",
+        request=VersionUploadInput,
+        responses={201: VersionOutput, **UPLOAD_ERRORS},
+    )
     def post(self, request, name):
         data = VersionUploadInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -84,13 +105,17 @@ class VersionListView(RegistryView):
 
 
 class VersionDetailView(RegistryView):
-    @extend_schema(responses=VersionOutput)
+    @extend_schema(summary="A version", responses={200: VersionOutput, 404: VERSION_NOT_FOUND})
     def get(self, request, name, number):
         return Response(VersionOutput(selectors.resolve_version(name, number)).data)
 
 
 class PromoteView(RegistryView):
-    @extend_schema(request=None, responses=VersionOutput)
+    @extend_schema(
+        summary="Make a version the default",
+        request=None,
+        responses={200: VersionOutput, **PROMOTE_ERRORS},
+    )
     def post(self, request, name, number):
         version = selectors.resolve_version(name, number)
         services.set_default_version(version=version, actor=request.user)
@@ -98,7 +123,11 @@ class PromoteView(RegistryView):
 
 
 class RollbackView(RegistryView):
-    @extend_schema(request=None, responses=DefaultChangeOutput)
+    @extend_schema(
+        summary="Roll back to the previous default",
+        request=None,
+        responses={200: DefaultChangeOutput, **ROLLBACK_ERRORS},
+    )
     def post(self, request, name):
         change = services.rollback_default(registered_model=_get_model(name), actor=request.user)
         return Response(DefaultChangeOutput(change).data)

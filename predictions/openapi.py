@@ -1,10 +1,12 @@
 """What the OpenAPI schema (/api/schema/, Swagger UI at /api/docs/) says about predictions:
 every request form with an example, the response, and each error code."""
 
+import orjson
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
+from core.openapi import error
 from core.pagination import PAGE_PARAMETERS, page_of
 
 from . import formats
@@ -25,18 +27,6 @@ ROW = {
 OTHER_ROW = {**ROW, "med_inc": 7.9, "ocean_proximity": "NEAR BAY"}
 
 
-class ProblemOutput(serializers.Serializer):
-    """RFC 9457 problem details with our `code` and `request_id`."""
-
-    type = serializers.URLField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    code = serializers.CharField(help_text="Stable, machine-readable.")
-    request_id = serializers.CharField()
-    errors = serializers.ListField(child=serializers.DictField(), required=False)
-
-
 SCHEMA_TYPES = {
     "object": OpenApiTypes.OBJECT,
     "string": OpenApiTypes.STR,
@@ -55,30 +45,59 @@ def request_bodies(**form_fields: dict) -> dict:
     return bodies
 
 
-def _problem(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ProblemOutput, description=description)
-
-
 ERROR_RESPONSES = {
-    400: _problem(
+    400: error(
         "`malformed_request` (JSON, CSV or Parquet that cannot be read, duplicate keys, deep "
         "nesting, a number of over 100 characters), `empty_input` (no rows), `invalid_input` "
         "(a wrong request shape, probabilities from a regressor)."
     ),
-    401: _problem("`not_authenticated` or `authentication_failed`: send `Authorization: Token`."),
-    404: _problem("`model_not_found`, `version_not_found`."),
-    409: _problem("`no_default_version`: promote a version first, or pin one in the URL."),
-    413: _problem(
+    401: error("`not_authenticated` or `authentication_failed`: send `Authorization: Token`."),
+    404: error("`model_not_found`, `version_not_found`."),
+    409: error("`no_default_version`: promote a version first, or pin one in the URL."),
+    413: error(
         "`input_too_large`: over MAX_UPLOAD_BYTES (2 GiB), or a JSON document over "
         "JOB_MAX_JSON_BYTES (send JSON lines, CSV or Parquet instead)."
     ),
-    415: _problem("`unsupported_format`: a Content-Type or file type we cannot read."),
-    429: _problem("`throttled`: over PREDICT_THROTTLE_RATE for this token; see Retry-After."),
-    503: _problem(
+    415: error("`unsupported_format`: a Content-Type or file type we cannot read."),
+    429: error("`throttled`: over PREDICT_THROTTLE_RATE for this token; see Retry-After."),
+    503: error(
         "`model_unavailable` (the version failed or cannot load) or `queue_unavailable` (the job "
         "queue is down; nothing was stored); see Retry-After."
     ),
 }
+
+
+def _csv_line(values) -> str:
+    return ",".join(str(value) for value in values) + "\n"
+
+
+CSV_TEXT = _csv_line(ROW) + _csv_line(ROW.values()) + _csv_line(OTHER_ROW.values())
+JSON_LINES = "".join(orjson.dumps(row).decode() + "\n" for row in (ROW, OTHER_ROW))
+
+# One example for each body that is not JSON: drf-spectacular shows each under its media type.
+FILE_EXAMPLES = [
+    OpenApiExample("CSV", value=CSV_TEXT, media_type="text/csv", request_only=True),
+    OpenApiExample(
+        "JSON lines", value=JSON_LINES, media_type="application/x-ndjson", request_only=True
+    ),
+    OpenApiExample(
+        "Parquet file",
+        summary="A Parquet file as the body",
+        description="`curl -H 'Content-Type: application/vnd.apache.parquet' "
+        "--data-binary @rows.parquet ...`: the file's bytes, one row per record.",
+        media_type="application/vnd.apache.parquet",
+        request_only=True,
+    ),
+    OpenApiExample(
+        "File upload",
+        summary="A CSV, JSON, JSON lines or Parquet file in the field `file`",
+        description="`curl -F file=@rows.csv ...`: the format comes from the file's type, "
+        "or else its name (.csv, .json, .jsonl/.ndjson, .parquet/.pq).",
+        value={"file": "rows.csv"},
+        media_type=formats.MULTIPART,
+        request_only=True,
+    ),
+]
 
 EXAMPLES = [
     OpenApiExample("One row (bare object)", value=ROW, request_only=True),
@@ -186,7 +205,7 @@ predict_schema = extend_schema(
         ),
         **ERROR_RESPONSES,
     },
-    examples=EXAMPLES,
+    examples=EXAMPLES + FILE_EXAMPLES,
 )
 
 
@@ -210,13 +229,91 @@ job_schema = extend_schema(
     ],
     request=request_bodies(id_column={"type": "string"}, callback_url={"type": "string"}),
     responses={202: JobOutput, **ERROR_RESPONSES},
+    examples=[
+        OpenApiExample("Rows (bare array)", value=[ROW, OTHER_ROW], request_only=True),
+        *FILE_EXAMPLES,
+    ],
+)
+
+
+JOB_NOT_FOUND = error("`job_not_found`: no such job, or not yours (staff see every job).")
+RESULTS_NOT_READY = error("`results_not_ready`: the job has not succeeded (yet).")
+
+job_detail_schema = extend_schema(
+    summary="A job",
+    description="The job's state, counts and links; poll it until `status` is finished.",
+    responses={200: JobOutput, 404: JOB_NOT_FOUND},
+)
+
+job_cancel_schema = extend_schema(
+    summary="Cancel a job",
+    description="Stop a queued or running job; its rows done so far are discarded.",
+    request=None,
+    responses={
+        200: JobOutput,
+        404: JOB_NOT_FOUND,
+        409: error("`job_finished`: the job has already finished."),
+    },
+)
+
+
+class ResultRowOutput(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Position of the row in the input, from 0.")
+    prediction = serializers.JSONField(allow_null=True, help_text="Null for a failed row.")
+
+
+class ResultsPageOutput(serializers.Serializer):
+    results = ResultRowOutput(
+        many=True, help_text="Rows in input order; with `id_column`, that column too."
+    )
+    next = serializers.CharField(allow_null=True, help_text="The next page's URL, or null.")
+    rows_total = serializers.IntegerField()
+
+
+job_results_schema = extend_schema(
+    summary="A job's results, page by page",
+    parameters=[
+        OpenApiParameter(
+            "cursor", OpenApiTypes.INT, description="The last row number already read (-1)."
+        ),
+        OpenApiParameter(
+            "page_size", OpenApiTypes.INT, description="Rows per page (RESULTS_PAGE_SIZE)."
+        ),
+    ],
+    responses={200: ResultsPageOutput, 404: JOB_NOT_FOUND, 409: RESULTS_NOT_READY},
+)
+
+job_download_schema = extend_schema(
+    summary="Download a job's results",
+    description="The whole result as one file: columns `row`, `prediction` (and the `id_column`).",
+    parameters=[
+        OpenApiParameter("format", OpenApiTypes.STR, enum=["csv", "parquet"], default="csv")
+    ],
+    responses={
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The results."),
+        (200, "application/vnd.apache.parquet"): OpenApiResponse(
+            OpenApiTypes.BINARY, description="The results."
+        ),
+        404: JOB_NOT_FOUND,
+        409: RESULTS_NOT_READY,
+    },
+)
+
+job_errors_schema = extend_schema(
+    summary="Download a job's row errors",
+    description="One CSV line per bad field: `row`, `field`, `code`, `message`.",
+    responses={
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The row errors."),
+        404: JOB_NOT_FOUND,
+        409: RESULTS_NOT_READY,
+    },
 )
 
 
 # A GET has no body: no 413 or 415, and its 400s are about the query.
 QUERY_ERRORS = {
     **{status: ERROR_RESPONSES[status] for status in (401, 404, 409, 429, 503)},
-    400: _problem(
+    400: error(
         "`invalid_input`: a query parameter given twice, or probabilities from a regressor."
     ),
 }
@@ -261,6 +358,7 @@ predict_query_schema = extend_schema(
 
 
 job_list_schema = extend_schema(
+    operation_id="api_v1_jobs_list",
     summary="List jobs",
     description=(
         "The caller's jobs, newest first, a page at a time (follow `next`). Staff see everyone's, "

@@ -12,13 +12,23 @@ from rest_framework.response import Response
 from core.errors import PROBLEM_CONTENT_TYPE, problem
 from core.pagination import paginated_response
 from core.views import ApiView
-from modelregistry.models import RegisteredModel
+from modelregistry.models import RegisteredModel, VersionStatus
 from modelregistry.serving import APPROXIMATE_HEADER
 
 from . import intake, jobfiles, monitoring, services
 from .errors import InvalidInput, JobNotFound, ResultsNotReady
 from .models import JobStatus, PredictionJob
-from .openapi import job_list_schema, job_schema, predict_query_schema, predict_schema
+from .openapi import (
+    job_cancel_schema,
+    job_detail_schema,
+    job_download_schema,
+    job_errors_schema,
+    job_list_schema,
+    job_results_schema,
+    job_schema,
+    predict_query_schema,
+    predict_schema,
+)
 from .permissions import PredictPermission
 from .request_log import note_request
 from .serializers import JobOutput, prediction_body
@@ -164,12 +174,14 @@ class JobListView(ApiView):
 
 
 class JobDetailView(ApiView):
+    @job_detail_schema
     def get(self, request, job_id):
         job = services.refresh_job(get_job(request, job_id))
         return Response(JobOutput(job, context={"request": request}).data)
 
 
 class JobCancelView(ApiView):
+    @job_cancel_schema
     def post(self, request, job_id):
         job = services.cancel_job(get_job(request, job_id))
         return Response(JobOutput(job, context={"request": request}).data)
@@ -178,6 +190,7 @@ class JobCancelView(ApiView):
 class JobResultsView(ApiView):
     """Predictions page by page, each with its input row number."""
 
+    @job_results_schema
     def get(self, request, job_id):
         job = _finished_results(request, job_id)
         after = _int_param(request, "cursor", -1, minimum=-1)
@@ -209,6 +222,9 @@ def _int_param(request, name: str, default: int, *, minimum: int, maximum=None) 
 class JobDownloadView(ApiView):
     """The whole result as CSV or Parquet: row, prediction (and id)."""
 
+    produces = ("text/csv", "application/vnd.apache.parquet")  # Accept them (renderers.py)
+
+    @job_download_schema
     def get(self, request, job_id):
         job = _finished_results(request, job_id)
         kind = request.query_params.get("format", "csv")
@@ -232,6 +248,9 @@ class JobDownloadView(ApiView):
 class JobErrorsView(ApiView):
     """The per-row errors as CSV: row, field, code, message."""
 
+    produces = ("text/csv",)
+
+    @job_errors_schema
     def get(self, request, job_id):
         job = _finished_results(request, job_id)
         return FileResponse(
@@ -253,7 +272,24 @@ class UploadPageView(LoginRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["models"] = RegisteredModel.objects.prefetch_related("versions")
+        context["row_schemas"] = _row_schemas(context["models"])
         return context
+
+
+def _row_schemas(models) -> dict:
+    """What the one-row form is made from (row.js): each model's default version number and
+    each ready version's input features and output (task, classes)."""
+    schemas = {}
+    for model in models:
+        versions = [v for v in model.versions.all() if v.status == VersionStatus.READY]
+        schemas[model.name] = {
+            "default": next((v.number for v in versions if v.is_default), None),
+            "versions": {
+                str(v.number): {"features": v.input_schema["features"], "output": v.output_info}
+                for v in versions
+            },
+        }
+    return schemas
 
 
 class MonitoringView(UserPassesTestMixin, TemplateView):

@@ -180,6 +180,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The upload page at / needs a login (Django's own views under /accounts/).
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "upload"
+
+# Password-reset mail (/accounts/password_reset/, project/accounts.py): sent over SMTP only when
+# EMAIL_HOST is set; without it the page says to ask an administrator and sends nothing.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "modelport@localhost")
 LOGOUT_REDIRECT_URL = "login"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -381,6 +391,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["core.renderers.ORJSONRenderer"],
+    # Accept: application/problem+json (or a type the view serves itself) is not a 406.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.renderers.ContentNegotiation",
     "DEFAULT_THROTTLE_RATES": {"predictions": PREDICT_THROTTLE_RATE},
     # `?format=` picks a download's file format (jobs), not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
@@ -403,6 +415,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Jobs and versions both have a `status`: name each set of choices after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "predictions.models.JobStatus",
+        "VersionStatusEnum": "modelregistry.models.VersionStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.openapi.problem_responses",

@@ -4,7 +4,9 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 
-from ..openapi import ERROR_RESPONSES, ROW, ProblemOutput
+from core.openapi import error
+
+from ..openapi import ERROR_RESPONSES, ROW
 from ..serializers import JobOutput
 
 TAGS = ["protocols"]
@@ -61,9 +63,8 @@ OIP_EXAMPLES = [
 
 OIP_ERRORS = {
     **ERROR_RESPONSES,
-    400: OpenApiResponse(
-        ProblemOutput,
-        description="Problem+json (with the protocol's `error` member) naming the input: "
+    400: error(
+        "Problem+json (with the protocol's `error` member) naming the input: "
         "`wrong_shape`, `wrong_datatype`, `unknown_input`, `missing_input`, `unknown_output`, "
         "`invalid_input`, `malformed_request` (also binary tensor data, which is not read).",
     ),
@@ -114,7 +115,7 @@ infer_schema = extend_schema(
     responses={
         200: OpenApiTypes.OBJECT,
         202: OpenApiResponse(JobOutput, description="Over the synchronous bounds: a job."),
-        422: OpenApiResponse(ProblemOutput, description="No row could be scored."),
+        422: error("No row could be scored."),
         **OIP_ERRORS,
     },
     examples=OIP_EXAMPLES,
@@ -166,7 +167,7 @@ invocations_schema = extend_schema(
     responses={
         200: OpenApiTypes.OBJECT,
         202: OpenApiResponse(JobOutput, description="Over the synchronous bounds: a job."),
-        422: OpenApiResponse(ProblemOutput, description="No row could be scored."),
+        422: error("No row could be scored."),
         **ERROR_RESPONSES,
     },
     examples=MLFLOW_EXAMPLES,

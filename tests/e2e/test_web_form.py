@@ -2,13 +2,18 @@
 
 import csv
 import io
+import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import skops.io
 from playwright.sync_api import expect, sync_playwright
+
+from modelregistry import demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -35,6 +40,14 @@ def chromium_path() -> str:
 def served(promoted_model, django_user_model):
     """The promoted test model and a user with a password, seen by every process."""
     django_user_model.objects.create_user(USERNAME, password=PASSWORD)
+
+
+@pytest.fixture
+def registered_schema(served, model_name) -> dict:
+    """The input schema of the test model's v1, read before the browser starts."""
+    from modelregistry.models import ModelVersion
+
+    return ModelVersion.objects.get(registered_model__name=model_name, number=1).input_schema
 
 
 @pytest.fixture
@@ -199,3 +212,98 @@ def test_an_approximate_answer_says_so_on_the_page(
     expect(summary).to_contain_text("Approximate answers (onnx-approximate, up to ")
     shown = summary.inner_text().split("up to ")[1].split(" ")[0]
     assert float(shown) == pytest.approx(float(difference), rel=1e-2)
+
+
+# --- The one-row form: fields from the version's schema, one row scored through the API
+
+
+def fill_row(page, row: dict) -> None:
+    """Type each feature's value into its field: a number as Python prints it (the shortest
+    text that reads back as the same double), a level chosen in its select."""
+    for name, value in row.items():
+        field = page.locator(f'#row-fields [data-feature="{name}"]')
+        if field.evaluate("(element) => element.tagName") == "SELECT":
+            field.select_option(str(value))
+        else:
+            field.fill(repr(float(value)))
+
+
+def shown_value(locator):
+    """The value the page shows, and the raw JSON value it keeps beside it, which agree."""
+    text = locator.inner_text()
+    raw = json.loads(locator.get_attribute("data-value"))
+    assert text == str(raw) if isinstance(raw, str) else float(text) == raw
+    return raw
+
+
+def test_the_one_row_form_is_made_from_the_default_versions_schema(
+    registered_schema, page, model_name
+):
+    expect(page.locator("#row-form")).to_be_visible()
+    expect(page.locator("#row-version")).to_contain_text(f"{model_name} v1 (the default version)")
+    features = registered_schema["features"]
+    fields = page.locator("#row-fields [data-feature]")
+    expect(fields).to_have_count(len(features))
+    for feature in features:
+        field = page.locator(f'#row-fields [data-feature="{feature["name"]}"]')
+        expect(page.get_by_label(feature["name"], exact=True)).to_have_count(1)
+        if feature["categories"]:
+            levels = field.locator("option").all_inner_texts()[1:]  # after "Choose…"
+            assert levels == [str(level) for level in feature["categories"]]
+        else:
+            assert field.get_attribute("type") == "number"
+    assert any(feature["categories"] for feature in features)  # a select is tested
+
+
+def test_one_typed_row_shows_the_models_own_prediction(page, house_model, house_rows):
+    row = house_rows.iloc[[3]]
+    fill_row(page, row.iloc[0].to_dict())
+    page.click("#row-submit")
+
+    expect(page.locator("#row-result")).to_be_visible()
+    shown = shown_value(page.locator("#row-prediction"))
+    assert shown == pytest.approx(house_model.predict(row)[0], rel=1e-9, abs=1e-9)
+    expect(page.locator("#row-probabilities")).to_be_hidden()
+    expect(page.locator("#row-message")).to_be_hidden()
+
+
+@pytest.fixture
+def iris_name(served, iris_artifact) -> str:
+    """An iris classifier registered and promoted beside the house model, before the page."""
+    from modelregistry import services
+
+    name = f"iris-{uuid.uuid4().hex[:8]}"
+    version = services.register_version(
+        model_name=name, artifact=iris_artifact, filename="iris.skops"
+    )
+    services.set_default_version(version=version)
+    return name
+
+
+def test_a_classifier_row_shows_its_label_and_probabilities_or_the_apis_reason(
+    iris_name, page, iris_artifact
+):
+    estimator = skops.io.loads(
+        iris_artifact, trusted=skops.io.get_untrusted_types(data=iris_artifact)
+    )
+    page.select_option("#model", iris_name)
+    expect(page.locator("#row-version")).to_contain_text(f"{iris_name} v1")
+    features, _ = demo.iris_data()
+    row = features.iloc[[120]]
+    fill_row(page, row.iloc[0].to_dict())
+    page.get_by_label("petal width (cm)", exact=True).fill("")  # a logistic model takes no NaN
+    page.click("#row-submit")
+    expect(page.locator("#row-message")).to_contain_text("'petal width (cm)'")
+    expect(page.locator("#row-result")).to_be_hidden()
+
+    fill_row(page, row.iloc[0].to_dict())
+    page.click("#row-submit")
+    expect(page.locator("#row-result")).to_be_visible()
+    expect(page.locator("#row-message")).to_be_hidden()
+    assert shown_value(page.locator("#row-prediction")) == estimator.predict(row)[0]
+    expected = dict(zip(estimator.classes_, estimator.predict_proba(row)[0], strict=True))
+    rows = page.locator("#row-probabilities tbody tr")
+    expect(rows).to_have_count(len(expected))
+    for label, probability in expected.items():
+        cell = page.locator(f'#row-probabilities tr[data-class="{label}"] td:nth-child(2)')
+        assert shown_value(cell) == pytest.approx(probability, rel=1e-9, abs=1e-9)
