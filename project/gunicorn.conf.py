@@ -8,6 +8,8 @@ import os
 import shutil
 import signal
 
+from gunicorn import glogging
+
 # Before any worker imports numpy/scikit-learn: one BLAS/OpenMP thread per process, otherwise
 # every worker of every instance starts a pool per core and they fight over the cores.
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -52,7 +54,26 @@ control_socket_disable = True
 
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's own lines (access and error) as JSON objects, like the app's (core/logs.py):
+    an access line has the request id (the response's X-Request-ID), method, path, status and
+    duration_ms."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from core.logs import JsonFormatter  # gunicorn has put its --chdir on sys.path
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+
+# LOG_FORMAT=json|text (project/settings.py reads it too, for the app's own lines).
+if os.environ.get("LOG_FORMAT", "text").strip().lower() == "json":
+    logger_class = JsonLogger
 
 
 # Prometheus multiprocess mode (core/metrics.py): each instance has its own
