@@ -7,8 +7,14 @@ import itertools
 import os
 import shutil
 import signal
+from pathlib import Path
 
+import environ
 from gunicorn import glogging
+
+# .env, as the settings read it (the environment wins), so these knobs and LOG_FORMAT are the
+# same for gunicorn started by hand as under scripts/run.
+environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
 
 # Before any worker imports numpy/scikit-learn: one BLAS/OpenMP thread per process, otherwise
 # every worker of every instance starts a pool per core and they fight over the cores.

@@ -6,6 +6,7 @@ lists them all with their defaults.
 
 import ipaddress
 import json
+import logging
 import os
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -413,6 +414,9 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "text").strip().lower()
 if LOG_FORMAT not in {"text", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use text or json.")
+if LOG_FORMAT == "json":
+    # Python's warnings become log lines too (logger py.warnings), not bare text on stderr.
+    logging.captureWarnings(True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
