@@ -21,9 +21,12 @@ BASE_FIELDS = {"timestamp", "level", "logger", "message"}
 
 @pytest.fixture
 def json_stack(e2e_stack, tmp_path):
-    """One instance and one worker with LOG_FORMAT=json, on the session's database and Redis."""
-    stack = Stack(tmp_path / "json-logs", {**e2e_stack.env, "LOG_FORMAT": "json"})
+    """One instance and one worker with LOG_FORMAT=json, on the session's database and a
+    redis-server of their own (so the session's worker cannot take the job)."""
+    env = {key: value for key, value in e2e_stack.env.items() if key != "REDIS_URL"}
+    stack = Stack(tmp_path / "json-logs", {**env, "LOG_FORMAT": "json"})
     try:
+        stack.start_redis()
         stack.start_instances(1)
         stack.start_workers(1, names=["worker"])
         stack.wait_ready(STARTUP_SECONDS)
