@@ -113,7 +113,7 @@ def _flatten_validation(detail, prefix: str = "") -> list[dict]:
     ]
 
 
-def _describe(exc) -> tuple[int, str, str, str, list, dict]:
+def _describe(exc) -> tuple[int, str, str, str, list, dict] | None:
     """Map any exception a view may raise to (status, code, title, detail, errors, headers)."""
     if isinstance(exc, ServingError):
         return exc.status_code, exc.code, exc.title, exc.detail, exc.errors, exc.headers
@@ -135,10 +135,12 @@ def _describe(exc) -> tuple[int, str, str, str, list, dict]:
             (exc.default_code, "Error"),
         )
         headers = {}
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        auth_header = getattr(exc, "auth_header", None)  # NotAuthenticated, AuthenticationFailed
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)  # Throttled
+        if wait:
+            headers["Retry-After"] = str(int(wait))
         if isinstance(exc, drf_exceptions.ValidationError):
             errors = _flatten_validation(exc.detail)
             detail = "; ".join(

@@ -1,18 +1,18 @@
 """A request id for every request (taken from X-Request-ID, which nginx sets, or generated):
-on `request.request_id`, in the response header and in every log line."""
+on `request.request_id`, in the response header and in every log line (core/logs.py)."""
 
-import contextvars
-import logging
 import re
 import uuid
 
+from . import logs
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 class RequestIdMiddleware:
-    """Attach `request.request_id`, echo it in the response header and in every log line."""
+    """Attach `request.request_id`, echo it in the response header, and open the request's log
+    context with it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -21,18 +21,7 @@ class RequestIdMiddleware:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
-        token = current_request_id.set(request_id)
-        try:
+        with logs.context(request_id=request_id):
             response = self.get_response(request)
-        finally:
-            current_request_id.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Add `request_id` to every log record (a dash outside a request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id.get()
-        return True

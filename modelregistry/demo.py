@@ -4,6 +4,8 @@ The house data is synthetic and seeded, in the spirit of California housing, so 
 machine trains the same model without downloading anything.
 """
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import skops.io
@@ -101,7 +103,7 @@ def train_iris() -> Pipeline:
     return model.fit(features, labels)
 
 
-DEMOS = {
+DEMOS: dict[str, dict[str, Any]] = {
     "house-prices": {
         "train": train_house_prices,
         "sample": lambda: house_prices_data(rows=200, seed=1).drop(columns="price"),

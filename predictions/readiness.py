@@ -41,7 +41,7 @@ def _models() -> dict[str, str]:
 
 def check_all() -> dict:
     """{"database", "redis", "models"}: "ok" or what is wrong, part by part."""
-    checks = {"database": _database(), "redis": _redis()}
+    checks: dict[str, str | dict[str, str]] = {"database": _database(), "redis": _redis()}
     checks["models"] = _models() if checks["database"] == "ok" else {}
     return checks
 

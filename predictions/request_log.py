@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.throttling import BaseThrottle
 
-from core import metrics
+from core import logs, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +22,16 @@ LOGGED_PREFIXES = ("/api/", "/v2/models/", "/invocations")
 
 
 def note_request(request, **fields) -> None:
-    """Add what a view knows (model, version, rows, job) to this request's RequestLog row."""
+    """Add what a view knows (model, version, rows, job) to this request's RequestLog row and
+    to its log lines' context."""
     target = getattr(request, "_request", request)  # DRF wraps Django's request
     target.log_fields = {**getattr(target, "log_fields", {}), **fields}
+    match = target.resolver_match
+    logs.bind(
+        model=fields.get("model_name") or (match.kwargs.get("name") if match else None),
+        version=fields.get("version_number"),
+        job_id=fields.get("job_id"),
+    )
 
 
 class RequestLogMiddleware:

@@ -6,6 +6,7 @@ rows only, to write their messages.
 """
 
 import reprlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -187,7 +188,7 @@ def check_record(record: dict, schema: dict, *, max_string_length: int) -> Check
             return None
         dtype = np.float64 if feature["type"] == "number" else object
         features[feature["name"]] = np.array([value], dtype=dtype)
-    ignored = _ignored_fields(record, features.keys())
+    ignored = _ignored_fields(record, set(features))
     return CheckedRows(features, np.arange(1), [], ignored, 1)
 
 
@@ -197,7 +198,7 @@ def check_rows(
     *,
     max_string_length: int,
     text_numbers: bool = False,
-    failed_rows: list[dict] = (),
+    failed_rows: Sequence[dict] = (),
     absent: dict[str, np.ndarray] | None = None,
 ) -> CheckedRows:
     """Validate every feature of every row.

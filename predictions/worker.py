@@ -18,10 +18,11 @@ from prometheus_client.core import GaugeMetricFamily
 from redis.exceptions import RedisError
 from rq import Worker
 
-from core import exposition, metrics
+from core import exposition, logs, metrics
 from modelregistry import services as registry_services
 
 from .models import JobStatus, PredictionJob
+from .services.queue import LOG_CONTEXT_META
 
 logger = logging.getLogger(__name__)
 HORSE = "horse"
@@ -46,6 +47,16 @@ class ModelportWorker(Worker):
         # would write to their pages and copy them all (copy-on-write) in every horse.
         gc.freeze()
         return super().work(*args, **kwargs)
+
+    def execute_job(self, job, queue):
+        # The worker's lines about the step and the horse's (forked inside) carry the context of
+        # the request that queued the job, our job id and the step's RQ id.
+        fields = dict(job.meta.get(LOG_CONTEXT_META) or {})
+        if "job_id" not in fields and job.args:
+            fields["job_id"] = job.args[0]  # every entry point takes our job id first
+        fields["rq_job_id"] = job.id
+        with logs.context(**fields):
+            return super().execute_job(job, queue)
 
     def main_work_horse(self, job, queue):
         # One horse at a time: each continues the previous one's metric files.

@@ -7,6 +7,14 @@ import itertools
 import os
 import shutil
 import signal
+from pathlib import Path
+
+import environ
+from gunicorn import glogging
+
+# .env, as the settings read it (the environment wins), so these knobs and LOG_FORMAT are the
+# same for gunicorn started by hand as under scripts/run.
+environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
 
 # Before any worker imports numpy/scikit-learn: one BLAS/OpenMP thread per process, otherwise
 # every worker of every instance starts a pool per core and they fight over the cores.
@@ -52,7 +60,26 @@ control_socket_disable = True
 
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's own lines (access and error) as JSON objects, like the app's (core/logs.py):
+    an access line has the request id (the response's X-Request-ID), method, path, status and
+    duration_ms."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from core.logs import JsonFormatter  # gunicorn has put its --chdir on sys.path
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+
+# LOG_FORMAT=json|text (project/settings.py reads it too, for the app's own lines).
+if os.environ.get("LOG_FORMAT", "text").strip().lower() == "json":
+    logger_class = JsonLogger
 
 
 # Prometheus multiprocess mode (core/metrics.py): each instance has its own

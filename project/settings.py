@@ -6,6 +6,7 @@ lists them all with their defaults.
 
 import ipaddress
 import json
+import logging
 import os
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -15,6 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+
+# .env beside manage.py (NAME=value lines, see .env.example), read here as scripts/setup reads it,
+# so `manage.py` or gunicorn started by hand see the same settings; the environment wins.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -97,11 +102,29 @@ for _thread_var in (
 ):
     os.environ.setdefault(_thread_var, "1")
 
+
+def secret_key(debug: bool) -> str:
+    """DJANGO_SECRET_KEY, else the key scripts/setup generated into var/secret_key, else (in
+    debug mode only) a fixed development key."""
+    key = os.environ.get("DJANGO_SECRET_KEY", "")
+    if key:
+        return key
+    try:
+        key = (VAR_DIR / "secret_key").read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if key:
+        return key
+    if debug:
+        return "insecure-development-key-do-not-use-in-production"
+    raise ImproperlyConfigured(
+        "Set the environment variable DJANGO_SECRET_KEY, or run ./scripts/setup once: it "
+        f"generates one into {VAR_DIR / 'secret_key'}."
+    )
+
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
-if DEBUG:
-    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-development-key-do-not-use-in-production")
-else:
-    SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+SECRET_KEY = secret_key(DEBUG)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list(
     "CSRF_TRUSTED_ORIGINS", "http://localhost:8000,http://127.0.0.1:8000"
@@ -427,20 +450,28 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# text (for a terminal) or json (one object per line, for a log pipeline), web and workers alike
+# (project/gunicorn.conf.py reads the same variable); each line carries the request id, model,
+# version and job id where known (core/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use text or json.")
+if LOG_FORMAT == "json":
+    # Python's warnings become log lines too (logger py.warnings), not bare text on stderr.
+    logging.captureWarnings(True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "core.request_id.RequestIdLogFilter"}},
+    "filters": {"context": {"()": "core.logs.ContextFilter"}},
     "formatters": {
-        "plain": {
-            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
-        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["request_id"],
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

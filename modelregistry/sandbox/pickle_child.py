@@ -58,6 +58,7 @@ def main() -> int:
     global EXTRA_TRUSTED
     source, target, trusted = sys.argv[1], sys.argv[2], sys.argv[3]
     EXTRA_TRUSTED = tuple(name.strip() for name in trusted.split(",") if name.strip())
+    outcome: dict[str, object]
     try:
         convert(source, target)
         outcome = {"ok": True}

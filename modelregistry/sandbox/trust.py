@@ -49,7 +49,9 @@ def type_name(obj) -> str:
     return f"{pickle.whichmodule(obj, obj.__name__)}.{obj.__name__}"
 
 
-def _classes_in(module, base: type, *, exclude: tuple[str, ...] = ()) -> list[type]:
+def _classes_in(
+    module, base: type | tuple[type, ...], *, exclude: tuple[str, ...] = ()
+) -> list[type]:
     """The subclasses of `base` defined as attributes of `module`, minus `exclude` names."""
     found = [getattr(module, name) for name in dir(module) if name not in exclude]
     return [obj for obj in found if isinstance(obj, type) and issubclass(obj, base)]

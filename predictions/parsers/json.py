@@ -51,7 +51,11 @@ def _reject_duplicates(pairs: list[tuple]) -> dict:
     result = dict(pairs)
     if len(result) != len(pairs):
         seen = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        for key, _ in pairs:
+            if key in seen:
+                duplicate = key
+                break
+            seen.add(key)
         raise MalformedRequest(f"The JSON body repeats the key {duplicate[:80]!r} in one object.")
     return result
 

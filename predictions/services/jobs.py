@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from core import metrics
+from core import logs, metrics
 from core.errors import ServingError, StorageFull, is_storage_full
 from modelregistry.models import ModelVersion
 
@@ -64,6 +64,8 @@ def submit_job(
         request_id=request_id or "",
         callback_url=callback_url,
     )
+    # Carried into the RQ steps' meta by queue.enqueue, so the worker's lines carry them too.
+    logs.bind(model=version.registered_model.name, version=version.number, job_id=job.id)
     try:
         job.input_bytes = job_input.copy_to(jobfiles.input_path(job.id, job.input_format))
         if job.input_bytes == 0:

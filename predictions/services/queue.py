@@ -15,11 +15,14 @@ from rq.job import Dependency
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
 
+from core import logs
+
 from ..models import PredictionJob
 
 RQ_KEEP_SECONDS = 7 * 24 * 3600
 HEARTBEAT_STALE_SECONDS = 180
 ALIVE_RQ_STATUSES = {RQStatus.QUEUED, RQStatus.DEFERRED, RQStatus.SCHEDULED}
+LOG_CONTEXT_META = "log_context"
 
 
 def _queue():
@@ -57,11 +60,13 @@ def callback_id(job_id) -> str:
 
 def enqueue(function: str, rq_id: str, *args, retry: Retry | None = None, **options) -> str:
     """Queue the RQ entry point `function` (a dotted path) under `rq_id`, retried once if its
-    worker dies (unless `retry` says otherwise)."""
+    worker dies (unless `retry` says otherwise). Its meta carries this log context (request id,
+    model, version, job id), which the worker restores around the step (worker.ModelportWorker)."""
     job = _queue().enqueue(
         function,
         *args,
         job_id=rq_id,
+        meta={LOG_CONTEXT_META: _log_context()},
         job_timeout=settings.JOB_TIMEOUT_SECONDS,
         result_ttl=RQ_KEEP_SECONDS,
         failure_ttl=RQ_KEEP_SECONDS,
@@ -81,6 +86,11 @@ def enqueue_callback(job_id) -> None:
         str(job_id),
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
     )
+
+
+def _log_context() -> dict[str, str]:
+    """This log context without the current step's own RQ id (when a step queues the next)."""
+    return {name: value for name, value in logs.current().items() if name != "rq_job_id"}
 
 
 def enqueue_plan(job_id) -> None:

@@ -141,7 +141,8 @@ def _legend(series: list[Series]) -> list[str]:
 
 def _runs(values: list[float | None]) -> list[list[tuple[int, float]]]:
     """The stretches of consecutive known values, as (index, value) pairs."""
-    runs, current = [], []
+    runs: list[list[tuple[int, float]]] = []
+    current: list[tuple[int, float]] = []
     for i, value in enumerate(values):
         if value is None:
             if current:

@@ -142,7 +142,9 @@ def test_the_worker_serves_job_queue_and_process_metrics(e2e_stack, promoted_mod
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is not installed; run ./scripts/setup (Debian package prometheus).")
+        pytest.fail(
+            "promtool is not installed; run ./scripts/setup-test (Debian package prometheus)."
+        )
     return path
 
 

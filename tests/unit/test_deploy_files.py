@@ -40,8 +40,8 @@ def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
         pytest.fail(
-            "promtool is not on PATH: scripts/setup installs it (Debian package prometheus), "
-            "or run `apt-get install prometheus`."
+            "promtool is not on PATH: scripts/setup-test installs it (Debian package prometheus), "
+            "or run `apt-get install --no-install-recommends prometheus`."
         )
     return path
 

@@ -94,7 +94,7 @@ def _takes_nan(estimator, feature: dict, base: pd.DataFrame) -> bool:
 
 def _threshold_probes(front: list, final, features: list[dict]) -> list:
     """(feature, value) probes on every split threshold that maps back to an input feature."""
-    sources = [
+    sources: list[tuple[str, tuple[tuple[float, float], ...]] | None] = [
         (feature["name"], ())
         if feature["type"] == "number" and not feature.get("categories")
         else None
@@ -103,7 +103,7 @@ def _threshold_probes(front: list, final, features: list[dict]) -> list:
     for step in front:
         sources = _through(step, sources)
     casts = not type(final).__name__.startswith("HistGradientBoosting")
-    probes = []
+    probes: list = []
     for column, thresholds in _split_thresholds(final).items():
         source = sources[column] if column < len(sources) else None
         if source is None:
@@ -208,8 +208,8 @@ def _boundaries(thresholds: np.ndarray, *, float32: bool) -> np.ndarray:
         low, high = low.astype(np.float64), high.astype(np.float64)
         middle = (low + high) / 2  # float32(x) rounds to low below it and to high above it
         values += [low, high, _with_neighbours(middle, 1)]
-    values = np.concatenate(values)
-    return values[np.isfinite(values)]
+    merged = np.concatenate(values)
+    return merged[np.isfinite(merged)]
 
 
 def _with_neighbours(values: np.ndarray, steps: int) -> np.ndarray:
