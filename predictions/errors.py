@@ -37,3 +37,11 @@ class QueueUnavailable(ServingError):
 
 class UnsupportedFormat(ServingError):
     status_code, code, title = 415, "unsupported_format", "Unsupported format"
+
+
+class DatasetNotFound(ServingError):
+    status_code, code, title = 404, "dataset_not_found", "Dataset not found"
+
+
+class OutputExists(ServingError):
+    status_code, code, title = 409, "output_exists", "Output already exists"
