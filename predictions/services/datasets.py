@@ -1,26 +1,22 @@
 """Scoring a Parquet dataset where it lives, with Dask (`manage.py score_dataset`).
 
-A dataset is a Parquet file, a directory of them or a glob; local, or any fsspec URL (s3://
-once s3fs is installed). `plan_dataset` cuts it into partitions of whole row groups from the
-files' footers alone, so the rows, and each row's number in the dataset (files in path order),
-are known before any data is read. The partitions are those of a Dask DataFrame
-(`dd.from_map`); a worker reads one, scores it with `scoring.score_rows` (the one scoring path:
-the same validation, per-row errors and predictor as a request or a job chunk) and writes its
-predictions and its bad rows as one Parquet file each under a temporary folder. The client
-counts the partitions as their futures complete (the run's progress), then moves the files into
-place: a failed run leaves nothing in its outputs.
+The dataset's partitions (`lake.plan_dataset`: whole row groups, planned from the footers) are
+those of a Dask DataFrame (`lake.dataset_frame`); a worker reads one, scores it with
+`scoring.score_rows` (the one scoring path: the same validation, per-row errors and predictor as
+a request or a job chunk) and writes its predictions and its bad rows as one Parquet file each
+under a temporary folder. The client counts the partitions as their futures complete (the run's
+progress), then moves the files into place: a failed run leaves nothing in its outputs.
 
 The estimator never travels through Dask's pickling: a task carries the version's row (its
 fields), and each worker process loads the artifact through its own model cache (`loader`),
-which reads it from storage and checks its sha256, once per process.
+which reads it from storage and checks its sha256, once per process. The workers need what an
+RQ worker needs (core/clusters.py).
 """
 
 import logging
 import posixpath
-from dataclasses import dataclass
 
 import dask
-import dask.dataframe as dd
 import fsspec
 import pandas as pd
 import pyarrow as pa
@@ -32,42 +28,18 @@ from django.utils import timezone
 from core.errors import ServingError
 from modelregistry.models import ModelVersion
 
-from ..errors import DatasetNotFound, EmptyInput, InvalidInput, MalformedRequest, OutputExists
+from ..errors import InvalidInput, OutputExists
 from ..jobfiles import prediction_type
+from ..lake import PARTITION_ROWS, dataset_frame, open_location, plan_dataset
 from ..models import DatasetRun, JobStatus
 from ..parsers import BATCH, ParsedInput
-from ..parsers.parquet import TEXT_TYPES, to_frame
-from .scoring import score_rows
+from .scoring import Prediction, score_rows
 
 logger = logging.getLogger(__name__)
 
-PARTITION_ROWS = 100_000
 # The bad rows go here inside the output unless told otherwise: Parquet readers (pyarrow,
 # Dask, Spark) skip names that start with "_" or ".", so the output reads as predictions only.
 ERRORS_FOLDER = "_errors"
-GLOB_CHARACTERS = "*?["
-ERROR_COLUMNS = ["field", "code", "message"]
-
-
-@dataclass(frozen=True)
-class Partition:
-    """Whole row groups of one file, and the number of its first row in the dataset."""
-
-    path: str
-    row_groups: tuple[int, ...]
-    start: int
-    rows: int
-
-
-@dataclass(frozen=True)
-class DatasetPlan:
-    fs: fsspec.AbstractFileSystem
-    files: list[str]
-    partitions: list[Partition]
-
-    @property
-    def rows(self) -> int:
-        return sum(partition.rows for partition in self.partitions)
 
 
 class PartitionFailed(Exception):
@@ -84,94 +56,7 @@ class PartitionFailed(Exception):
         return error
 
 
-# --- Planning (on the client, from the footers) ----------------------------------------------
-
-
-def _open_location(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    try:
-        return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise InvalidInput(f"Cannot open {url!r}: {exc}") from None
-
-
-def _is_hidden(path: str, root: str) -> bool:
-    relative = posixpath.relpath(path, root)
-    return any(part.startswith((".", "_")) for part in relative.split("/"))
-
-
-def _list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> list[str]:
-    """The dataset's files in path order (a directory's hidden ones, "_SUCCESS" and the like,
-    left out)."""
-    if any(character in path for character in GLOB_CHARACTERS):
-        found = [name for name in fs.glob(path) if fs.isfile(name)]
-    elif fs.isdir(path):
-        found = [name for name in fs.find(path) if not _is_hidden(name, path)]
-    elif fs.isfile(path):
-        found = [path]
-    else:
-        raise DatasetNotFound(f"No Parquet file, directory or glob match at {url!r}.")
-    if not found:
-        raise EmptyInput(f"{url!r} holds no Parquet files.")
-    return sorted(found)
-
-
-def _footer(fs: fsspec.AbstractFileSystem, path: str) -> pq.FileMetaData:
-    try:
-        with fs.open(path, "rb") as handle:
-            return pq.ParquetFile(handle).metadata
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise MalformedRequest(f"{path} is not a readable Parquet file: {str(exc)[:200]}") from None
-
-
-def plan_dataset(url: str, *, partition_rows: int = PARTITION_ROWS) -> DatasetPlan:
-    """The dataset's files and partitions (row groups of one file, up to `partition_rows` rows
-    unless one row group alone is bigger), read from the footers only."""
-    fs, path = _open_location(url)
-    files = _list_files(fs, path, url)
-    partitions: list[Partition] = []
-    start = 0
-    for name in files:
-        metadata = _footer(fs, name)
-        groups: list[int] = []
-        rows = 0
-        for index in range(metadata.num_row_groups):
-            size = metadata.row_group(index).num_rows
-            if size == 0:
-                continue
-            if groups and rows + size > partition_rows:
-                partitions.append(Partition(name, tuple(groups), start, rows))
-                start, groups, rows = start + rows, [], 0
-            groups.append(index)
-            rows += size
-        if groups:
-            partitions.append(Partition(name, tuple(groups), start, rows))
-            start += rows
-    if not partitions:
-        raise EmptyInput(f"{url!r} has no rows.")
-    return DatasetPlan(fs, files, partitions)
-
-
 # --- On the workers ----------------------------------------------------------------------------
-
-
-def read_partition(partition: Partition, fs: fsspec.AbstractFileSystem) -> pd.DataFrame:
-    """A partition's rows as the Parquet parser reads them (text dictionary-encoded), indexed by
-    their numbers in the dataset."""
-    try:
-        with fs.open(partition.path, "rb") as handle:
-            schema = pq.ParquetFile(handle).schema_arrow
-            texts = [field.name for field in schema if any(test(field.type) for test in TEXT_TYPES)]
-            parquet = pq.ParquetFile(handle, read_dictionary=texts)
-            table = parquet.read_row_groups(list(partition.row_groups))
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise MalformedRequest(
-            f"{partition.path} is not a readable Parquet file: {str(exc)[:200]}"
-        ) from None
-    if table.num_rows != partition.rows:
-        raise MalformedRequest(f"{partition.path} changed while it was being scored.")
-    frame = to_frame(table)
-    frame.index = pd.RangeIndex(partition.start, partition.start + partition.rows)
-    return frame
 
 
 def _dataset_message(error: dict, row: int) -> str:
@@ -185,7 +70,9 @@ def _ids(frame: pd.DataFrame, id_column: str, positions) -> pa.Array:
     return pa.Array.from_pandas(frame[id_column].iloc[positions].reset_index(drop=True))
 
 
-def _predictions_table(frame, result, *, version: ModelVersion, id_column: str) -> pa.Table:
+def _predictions_table(
+    frame: pd.DataFrame, result: Prediction, *, version: ModelVersion, id_column: str
+) -> pa.Table:
     """row, id (when asked), prediction, and probability_<class> for each class when asked."""
     output = version.output_info
     columns = {"row": pa.array(frame.index.to_numpy(), pa.int64())}
@@ -200,7 +87,7 @@ def _predictions_table(frame, result, *, version: ModelVersion, id_column: str) 
     return pa.table(columns)
 
 
-def _errors_table(frame, result, *, id_column: str) -> pa.Table:
+def _errors_table(frame: pd.DataFrame, result: Prediction, *, id_column: str) -> pa.Table:
     """row, id (when asked), field, code, message: one row per bad (row, field)."""
     positions = [error["row"] for error in result.errors]
     numbers = frame.index.to_numpy()[positions].tolist()
@@ -219,8 +106,9 @@ def part_name(index: int) -> str:
     return f"part.{index:05d}.parquet"
 
 
-def _write(fs: fsspec.AbstractFileSystem, path: str, table: pa.Table) -> None:
-    with fs.open(path, "wb") as out:
+def _write(location: tuple[fsspec.AbstractFileSystem, str], index: int, table: pa.Table) -> None:
+    fs, folder = location
+    with fs.open(posixpath.join(folder, part_name(index)), "wb") as out:
         pq.write_table(table, out)
 
 
@@ -243,18 +131,9 @@ def score_partition(
             parsed=ParsedInput(frame.reset_index(drop=True), BATCH),
             return_probabilities=with_probabilities,
         )
-        fs, folder = output
-        _write(
-            fs,
-            posixpath.join(folder, part_name(index)),
-            _predictions_table(frame, result, version=version, id_column=id_column),
-        )
-        fs, folder = errors_output
-        _write(
-            fs,
-            posixpath.join(folder, part_name(index)),
-            _errors_table(frame, result, id_column=id_column),
-        )
+        predictions = _predictions_table(frame, result, version=version, id_column=id_column)
+        _write(output, index, predictions)
+        _write(errors_output, index, _errors_table(frame, result, id_column=id_column))
     except ServingError as exc:
         where = f"rows {frame.index[0]} to {frame.index[-1]}" if len(frame) else "a partition"
         raise PartitionFailed(exc.code, exc.status_code, f"{where}: {exc.detail}") from None
@@ -262,26 +141,6 @@ def score_partition(
 
 
 # --- The run (on the client) -------------------------------------------------------------------
-
-
-def dataset_frame(plan: DatasetPlan) -> dd.DataFrame:
-    """The dataset as a Dask DataFrame, one partition per planned partition, indexed by row
-    number (so its divisions are known)."""
-    first = plan.partitions[0]
-    with plan.fs.open(first.path, "rb") as handle:
-        meta = to_frame(pq.ParquetFile(handle).schema_arrow.empty_table())
-    last = plan.partitions[-1]
-    divisions = [partition.start for partition in plan.partitions] + [last.start + last.rows - 1]
-    return dd.from_map(
-        read_partition,
-        plan.partitions,
-        fs=plan.fs,
-        meta=meta.set_axis(pd.RangeIndex(0, 0)),
-        divisions=divisions,
-        # Text columns are read as objects (dictionary-encoded), the metadata says "str".
-        enforce_metadata=False,
-        label="read-parquet-rows",
-    )
 
 
 def _check_empty(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
@@ -310,6 +169,21 @@ def _remove(fs: fsspec.AbstractFileSystem, path: str, *, created: bool) -> None:
         fs.rm(parent, recursive=True)
 
 
+def _score_partitions(run: DatasetRun, client: Client, tasks: list) -> None:
+    """Compute the tasks on the cluster; the run's figures grow as each partition is done."""
+    futures = client.compute(tasks)
+    try:
+        for future in as_completed(futures):
+            rows, failed = future.result()
+            DatasetRun.objects.filter(pk=run.pk).update(
+                rows_done=F("rows_done") + rows,
+                rows_failed=F("rows_failed") + failed,
+                partitions_done=F("partitions_done") + 1,
+            )
+    finally:
+        client.cancel(futures)
+
+
 def score_dataset(
     *,
     version: ModelVersion,
@@ -333,8 +207,8 @@ def score_dataset(
     with_probabilities = has_probabilities if with_probabilities is None else with_probabilities
     errors_output = errors_output or posixpath.join(output, ERRORS_FOLDER)
     plan = plan_dataset(input, partition_rows=partition_rows)
-    out_fs, out_path = _open_location(output)
-    errors_fs, errors_path = _open_location(errors_output)
+    out_fs, out_path = open_location(output)
+    errors_fs, errors_path = open_location(errors_output)
     _check_empty(out_fs, out_path, output)
     _check_empty(errors_fs, errors_path, errors_output)
     created = {"output": not out_fs.exists(out_path), "errors": not errors_fs.exists(errors_path)}
@@ -347,7 +221,7 @@ def score_dataset(
         errors_output=errors_output,
         id_column=id_column,
         scheduler=scheduler or "local",
-        workers=len(client.scheduler_info().get("workers", {})),
+        workers=len(client.nthreads()),
         rows_total=plan.rows,
         partitions_total=len(plan.partitions),
         started_at=timezone.now(),
@@ -361,7 +235,6 @@ def score_dataset(
     try:
         for fs, path in temporary.values():
             fs.makedirs(path, exist_ok=True)
-        parts = dataset_frame(plan).to_delayed()
         score = dask.delayed(score_partition)
         tasks = [
             score(
@@ -373,19 +246,9 @@ def score_dataset(
                 output=temporary["output"],
                 errors_output=temporary["errors"],
             )
-            for index, part in enumerate(parts)
+            for index, part in enumerate(dataset_frame(plan).to_delayed())
         ]
-        futures = client.compute(tasks)
-        try:
-            for future in as_completed(futures):
-                rows, failed = future.result()
-                DatasetRun.objects.filter(pk=run.pk).update(
-                    rows_done=F("rows_done") + rows,
-                    rows_failed=F("rows_failed") + failed,
-                    partitions_done=F("partitions_done") + 1,
-                )
-        finally:
-            client.cancel(futures)
+        _score_partitions(run, client, tasks)
         _move_parts(out_fs, temporary["output"][1], out_path)
         _move_parts(errors_fs, temporary["errors"][1], errors_path)
         moved = True
@@ -406,7 +269,5 @@ def score_dataset(
         status=JobStatus.SUCCEEDED, finished_at=timezone.now()
     )
     run.refresh_from_db()
-    logger.info(
-        "dataset run %s succeeded: %d rows, %d failed", run.id, run.rows_done, run.rows_failed
-    )
+    logger.info("dataset run %s: %d rows, %d failed", run.id, run.rows_done, run.rows_failed)
     return run

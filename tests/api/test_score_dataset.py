@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from core import clusters
 from modelregistry import demo, loader, services
+from predictions import lake
 from predictions.models import DatasetRun, JobStatus
 from predictions.parsers import BATCH, ParsedInput
 from predictions.services import datasets, score_rows
@@ -242,7 +243,7 @@ def test_an_output_that_holds_files_or_a_missing_input_is_refused(
 
 def test_the_plan_reads_footers_only_and_numbers_rows_across_files(tmp_path):
     house_dataset(tmp_path / "lake")
-    plan = datasets.plan_dataset(str(tmp_path / "lake"), partition_rows=PARTITION_ROWS)
+    plan = lake.plan_dataset(str(tmp_path / "lake"), partition_rows=PARTITION_ROWS)
     assert [name.rsplit("/", 1)[-1] for name in plan.files] == list(FILES)
     assert [(p.row_groups, p.start, p.rows) for p in plan.partitions] == [
         ((0,), 0, 50),
@@ -252,6 +253,24 @@ def test_the_plan_reads_footers_only_and_numbers_rows_across_files(tmp_path):
         ((0,), 220, 40),
         ((1,), 260, 40),
     ]
-    frame = datasets.dataset_frame(plan)
+    frame = lake.dataset_frame(plan)
     assert frame.npartitions == 6
     assert frame.divisions == (0, 50, 100, 120, 220, 260, 299)
+
+
+def test_the_bench_scores_a_small_dataset_correctly(
+    dask_client, registered_version, house_model, tmp_path
+):
+    from bench import datasets as bench
+
+    names = [feature["name"] for feature in registered_version.input_schema["features"]]
+    bench.write_dataset(tmp_path / "lake", rows=2_000, files=3, names=names)
+    limit, expected = bench.in_process(house_model, tmp_path / "lake", names)
+    figures = bench.score_with_client(
+        dask_client, registered_version, tmp_path / "lake", tmp_path / "scored", expected
+    )
+    assert figures["correct"]
+    assert (figures["rows"], figures["rows_failed"], figures["partitions"]) == (2_000, 0, 3)
+    assert not DatasetRun.objects.exists()  # the bench leaves no rows behind
+    (row,) = bench.report(limit, [figures], None)
+    assert row.label == "Dask, 2 worker(s)" and row.measured > 0
