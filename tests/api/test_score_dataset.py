@@ -143,8 +143,8 @@ def test_a_classifier_gets_its_probabilities_and_an_id_column(dask_client, tmp_p
     assert (run.rows_done, run.rows_failed, run.partitions_total) == (150, 0, 3)
 
 
-def test_the_command_scores_on_a_scheduler_by_address(
-    dask_client, registered_version, house_model, tmp_path, capsys
+def test_the_command_scores_on_a_scheduler_by_address_and_the_admin_shows_the_run(
+    dask_client, registered_version, house_model, tmp_path, capsys, admin_client
 ):
     rows = house_dataset(tmp_path / "lake")
     call_command(
@@ -170,6 +170,11 @@ def test_the_command_scores_on_a_scheduler_by_address(
     assert run.scheduler == dask_client.scheduler.address
     assert (run.status, run.rows_done, run.rows_failed) == (JobStatus.SUCCEEDED, 300, 4)
     assert f"Scored 300 rows of {registered_version} (4 failed)" in capsys.readouterr().out
+    listing = admin_client.get("/admin/predictions/datasetrun/")
+    assert listing.status_code == 200 and str(run.id) in listing.content.decode()
+    detail = admin_client.get(f"/admin/predictions/datasetrun/{run.id}/change/")
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content
+    assert admin_client.get("/admin/predictions/datasetrun/add/").status_code == 403
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Score a Parquet dataset where it lives with a Dask cluster (predictions/services/datasets.py)."""
 
+import logging
 import os
 
 from django.core.management.base import BaseCommand, CommandError
@@ -59,6 +60,8 @@ class Command(BaseCommand):
     def handle(self, *args, model, input, output, errors, scheduler, workers, **options):
         if workers < 1 or options["partition_rows"] < 1:
             raise CommandError("--workers and --partition-rows are 1 or more.")
+        if options["verbosity"] < 2:  # Dask's own INFO lines (cluster start and stop) with -v 2
+            logging.getLogger("distributed").setLevel(logging.WARNING)
         name, number = _model_and_number(model)
         try:
             version = services.servable_version(name, number)
