@@ -66,8 +66,11 @@ def _dataset_message(error: dict, row: int) -> str:
     return f"row {row}, {message[len(prefix) :]}" if message.startswith(prefix) else message
 
 
-def _ids(frame: pd.DataFrame, id_column: str, positions) -> pa.Array:
-    return pa.Array.from_pandas(frame[id_column].iloc[positions].reset_index(drop=True))
+def _ids(frame: pd.DataFrame, id_column: str, positions: list[int] | None = None) -> pa.Array:
+    """The id column (of the rows at `positions`), typed from the whole partition: a part
+    without errors must not get a column of nulls that no other part's type matches."""
+    ids = pa.Array.from_pandas(frame[id_column].reset_index(drop=True))
+    return ids if positions is None else ids.take(pa.array(positions, pa.int64()))
 
 
 def _predictions_table(
@@ -77,7 +80,7 @@ def _predictions_table(
     output = version.output_info
     columns = {"row": pa.array(frame.index.to_numpy(), pa.int64())}
     if id_column:
-        columns["id"] = _ids(frame, id_column, slice(None))
+        columns["id"] = _ids(frame, id_column)
     columns["prediction"] = pa.array(result.predictions, prediction_type(output))
     if result.probabilities is not None:
         for label in output["classes"]:

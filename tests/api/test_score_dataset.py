@@ -44,12 +44,14 @@ def fresh_worker_caches(dask_client):
     dask_client.run(loader.clear_caches)
 
 
-def house_dataset(folder) -> pd.DataFrame:
+def house_dataset(folder, *, ids: bool = False) -> pd.DataFrame:
     """Write the dataset's files (plus files a reader skips) and return its rows, in order,
-    with the bad values it holds."""
+    with the bad values it holds (and a `house_id` column if asked)."""
     rows = demo.house_prices_data(rows=300, seed=11).drop(columns="price")
     rows.loc[[3, 130, 299], "med_inc"] = np.inf
     rows.loc[[64, 130], "latitude"] = -np.inf
+    if ids:
+        rows["house_id"] = [f"h{row}" for row in range(len(rows))]
     folder.mkdir()
     start = 0
     for name, (count, group_rows) in FILES.items():
@@ -146,10 +148,12 @@ def test_a_classifier_gets_its_probabilities_and_an_id_column(dask_client, tmp_p
 def test_the_command_scores_on_a_scheduler_by_address_and_the_admin_shows_the_run(
     dask_client, registered_version, house_model, tmp_path, capsys, admin_client
 ):
-    rows = house_dataset(tmp_path / "lake")
+    rows = house_dataset(tmp_path / "lake", ids=True)
     call_command(
         "score_dataset",
         "house-prices:1",
+        "--id-column",
+        "house_id",
         "--input",
         str(tmp_path / "lake"),
         "--output",
@@ -161,11 +165,20 @@ def test_the_command_scores_on_a_scheduler_by_address_and_the_admin_shows_the_ru
     )
 
     scored = read_dataset(tmp_path / "scored")
+    assert scored["id"].tolist() == rows["house_id"].tolist()
     good = scored["prediction"].notna().to_numpy()
+    features = rows.drop(columns="house_id")[good]
     np.testing.assert_allclose(
-        scored["prediction"][good], house_model.predict(rows[good]), rtol=RELATIVE, atol=0
+        scored["prediction"][good], house_model.predict(features), rtol=RELATIVE, atol=0
     )
-    assert sorted(set(read_dataset(tmp_path / "bad")["row"])) == [3, 64, 130, 299]
+    # Some partitions have no bad rows: their (empty) part files still read with the others.
+    errors = read_dataset(tmp_path / "bad")
+    assert sorted(set(zip(errors["row"], errors["id"], strict=True))) == [
+        (3, "h3"),
+        (64, "h64"),
+        (130, "h130"),
+        (299, "h299"),
+    ]
     run = DatasetRun.objects.get()
     assert run.scheduler == dask_client.scheduler.address
     assert (run.status, run.rows_done, run.rows_failed) == (JobStatus.SUCCEEDED, 300, 4)
@@ -222,16 +235,19 @@ def test_a_run_that_fails_in_a_worker_is_recorded_and_leaves_no_output(
     assert run.finished_at is not None
 
 
-def test_an_output_that_holds_files_or_a_missing_input_is_refused(
+def test_an_output_that_holds_files_or_a_missing_or_unreadable_input_is_refused(
     dask_client, registered_version, tmp_path
 ):
     house_dataset(tmp_path / "lake")
     (tmp_path / "scored").mkdir()
     (tmp_path / "scored" / "old.parquet").write_text("keep me")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "rows.parquet").write_text("not parquet")
     cases = [
         (str(tmp_path / "lake"), "output_exists"),
         (str(tmp_path / "nowhere"), "dataset_not_found"),
         (str(tmp_path / "lake" / "*.csv"), "empty_input"),
+        (str(tmp_path / "junk"), "malformed_request"),
     ]
     for source, code in cases:
         with pytest.raises(Exception) as raised:
