@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import PredictionJob, RequestLog
+from .models import DatasetRun, PredictionJob, RequestLog
 
 
 @admin.register(PredictionJob)
@@ -22,6 +22,34 @@ class PredictionJobAdmin(admin.ModelAdmin):
     search_fields = ["id", "request_id", "owner__username", "input_name"]
     list_select_related = ["version__registered_model", "owner"]
     exclude = ["plan"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DatasetRun)
+class DatasetRunAdmin(admin.ModelAdmin):
+    """Runs of `manage.py score_dataset`: read-only, the command is what starts one."""
+
+    list_display = [
+        "id",
+        "version",
+        "status",
+        "rows_done",
+        "rows_total",
+        "rows_failed",
+        "partitions_done",
+        "partitions_total",
+        "workers",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "version__registered_model"]
+    search_fields = ["id", "input", "output"]
+    list_select_related = ["version__registered_model"]
 
     def has_add_permission(self, request) -> bool:
         return False

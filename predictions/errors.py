@@ -67,3 +67,11 @@ class UnknownOutput(InvalidInput):
 
 class CallbackNotAllowed(InvalidInput):
     code, title = "callback_not_allowed", "Callback not allowed"
+
+
+class DatasetNotFound(ServingError):
+    status_code, code, title = 404, "dataset_not_found", "Dataset not found"
+
+
+class OutputExists(ServingError):
+    status_code, code, title = 409, "output_exists", "Output already exists"

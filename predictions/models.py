@@ -114,6 +114,51 @@ class PredictionJob(models.Model):
         return elapsed * (1 - progress) / progress
 
 
+class DatasetRun(models.Model):
+    """One Parquet dataset scored where it lives by a Dask cluster (`manage.py score_dataset`):
+    the version, where the rows came from and went, and how far it got."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="dataset_runs")
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    input = models.CharField(max_length=1000, help_text="A Parquet file, directory or glob.")
+    output = models.CharField(max_length=1000, help_text="The predictions' Parquet directory.")
+    errors_output = models.CharField(max_length=1000, help_text="The bad rows' Parquet directory.")
+    id_column = models.CharField(max_length=200, blank=True)
+    scheduler = models.CharField(
+        max_length=200, blank=True, help_text="The Dask scheduler's address, or the local cluster."
+    )
+    workers = models.PositiveIntegerField(default=0)
+    rows_total = models.BigIntegerField(default=0)
+    rows_done = models.BigIntegerField(default=0)
+    rows_failed = models.BigIntegerField(default=0)
+    partitions_total = models.PositiveIntegerField(default=0)
+    partitions_done = models.PositiveIntegerField(default=0)
+    failure_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"dataset run {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def progress(self) -> float:
+        """Share of the rows scored, from 0 to 1 (the row count is known before the start)."""
+        if self.status == JobStatus.SUCCEEDED:
+            return 1.0
+        if not self.rows_total:
+            return 0.0
+        return min(1.0, self.rows_done / self.rows_total)
+
+
 class RequestLog(models.Model):
     """One row per API request that reached Django, errors included; never the input itself."""
 

@@ -1,0 +1,153 @@
+"""A Parquet dataset where it lives: its files, its partitions planned from the footers, and a
+partition read back, as a Dask DataFrame (services/datasets.py scores it).
+
+A dataset is a Parquet file, a directory of them or a glob; local, or any fsspec URL (s3://
+once s3fs is installed). `plan_dataset` cuts it into partitions of whole row groups from the
+files' footers alone, so the rows, and each row's number in the dataset (files in path order),
+are known before any data is read.
+"""
+
+import posixpath
+from dataclasses import dataclass
+
+import dask.dataframe as dd
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import DatasetNotFound, EmptyInput, InvalidInput, MalformedRequest
+from .parsers.parquet import TEXT_TYPES, to_frame
+
+PARTITION_ROWS = 100_000
+GLOB_CHARACTERS = "*?["
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Whole row groups of one file, and the number of its first row in the dataset."""
+
+    path: str
+    row_groups: tuple[int, ...]
+    start: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    fs: fsspec.AbstractFileSystem
+    files: list[str]
+    partitions: list[Partition]
+
+    @property
+    def rows(self) -> int:
+        return sum(partition.rows for partition in self.partitions)
+
+
+def open_location(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(the filesystem, the path in it) of a local path or an fsspec URL."""
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise InvalidInput(f"Cannot open {url!r}: {exc}") from None
+
+
+def _is_hidden(path: str, root: str) -> bool:
+    relative = posixpath.relpath(path, root)
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
+
+
+def _list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> list[str]:
+    """The dataset's files in path order (a directory's hidden ones, "_SUCCESS" and the like,
+    left out, as Parquet readers do)."""
+    if any(character in path for character in GLOB_CHARACTERS):
+        found = [name for name in fs.glob(path) if fs.isfile(name)]
+    elif fs.isdir(path):
+        found = [name for name in fs.find(path) if not _is_hidden(name, path)]
+    elif fs.isfile(path):
+        found = [path]
+    else:
+        raise DatasetNotFound(f"No Parquet file, directory or glob match at {url!r}.")
+    if not found:
+        raise EmptyInput(f"{url!r} holds no Parquet files.")
+    return sorted(found)
+
+
+def _unreadable(path: str, exc: Exception) -> MalformedRequest:
+    return MalformedRequest(f"{path} is not a readable Parquet file: {str(exc)[:200]}")
+
+
+def _footer(fs: fsspec.AbstractFileSystem, path: str) -> pq.FileMetaData:
+    try:
+        with fs.open(path, "rb") as handle:
+            return pq.ParquetFile(handle).metadata
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def plan_dataset(url: str, *, partition_rows: int = PARTITION_ROWS) -> DatasetPlan:
+    """The dataset's files and partitions (row groups of one file, up to `partition_rows` rows
+    unless one row group alone is bigger), read from the footers only."""
+    fs, path = open_location(url)
+    files = _list_files(fs, path, url)
+    partitions: list[Partition] = []
+    start = 0
+    for name in files:
+        metadata = _footer(fs, name)
+        groups: list[int] = []
+        rows = 0
+        for index in range(metadata.num_row_groups):
+            size = metadata.row_group(index).num_rows
+            if size == 0:
+                continue
+            if groups and rows + size > partition_rows:
+                partitions.append(Partition(name, tuple(groups), start, rows))
+                start, groups, rows = start + rows, [], 0
+            groups.append(index)
+            rows += size
+        if groups:
+            partitions.append(Partition(name, tuple(groups), start, rows))
+            start += rows
+    if not partitions:
+        raise EmptyInput(f"{url!r} has no rows.")
+    return DatasetPlan(fs, files, partitions)
+
+
+def read_partition(partition: Partition, fs: fsspec.AbstractFileSystem) -> pd.DataFrame:
+    """A partition's rows as the Parquet parser reads them (text dictionary-encoded, as objects
+    sharing their distinct values), indexed by their numbers in the dataset."""
+    try:
+        with fs.open(partition.path, "rb") as handle:
+            schema = pq.ParquetFile(handle).schema_arrow
+            texts = [field.name for field in schema if any(test(field.type) for test in TEXT_TYPES)]
+            parquet = pq.ParquetFile(handle, read_dictionary=texts)
+            table = parquet.read_row_groups(list(partition.row_groups))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _unreadable(partition.path, exc) from None
+    if table.num_rows != partition.rows:
+        raise MalformedRequest(f"{partition.path} changed while it was being scored.")
+    frame = to_frame(table)
+    frame.index = pd.RangeIndex(partition.start, partition.start + partition.rows)
+    return frame
+
+
+def dataset_frame(plan: DatasetPlan) -> dd.DataFrame:
+    """The dataset as a Dask DataFrame, one partition per planned partition, indexed by row
+    number (so its divisions are known). Nothing is read until a partition is computed."""
+    first, last = plan.partitions[0], plan.partitions[-1]
+    try:
+        with plan.fs.open(first.path, "rb") as handle:
+            meta = to_frame(pq.ParquetFile(handle).schema_arrow.empty_table())
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _unreadable(first.path, exc) from None
+    divisions = [partition.start for partition in plan.partitions] + [last.start + last.rows - 1]
+    return dd.from_map(
+        read_partition,
+        plan.partitions,
+        fs=plan.fs,
+        meta=meta.set_axis(pd.RangeIndex(0, 0)),
+        divisions=divisions,
+        # Text columns are read as objects (dictionary-encoded); the metadata says "str".
+        enforce_metadata=False,
+        label="read-parquet-rows",
+    )
