@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from django.conf import settings
 
 from .errors import InputTooLarge, MalformedRequest
@@ -99,15 +100,17 @@ def plan_text_chunks(path: Path, *, chunk_bytes: int, has_header: bool) -> tuple
     return header, ranges
 
 
-def plan_parquet_chunks(path: Path, *, chunk_rows: int, max_decoded_bytes: int) -> tuple[int, list]:
+def plan_parquet_chunks(source, *, chunk_rows: int, max_decoded_bytes: int) -> tuple[int, list]:
     """Split a Parquet file into [first_row, end_row) ranges. Returns (rows, ranges).
 
-    A chunk decodes to at most a quarter of `max_decoded_bytes` (fewer rows than `chunk_rows`
-    when its rows are big), as the file's metadata tells; a row group that decodes to more than
+    Chunks follow the row groups: whole consecutive row groups while they hold at most
+    `chunk_rows` rows and decode to at most a quarter of `max_decoded_bytes`, so a chunk reads
+    only its own row groups; a row group bigger than that is cut into ranges of its rows (each
+    of which decodes only that group). A row group that decodes to more than
     `max_decoded_bytes` is refused, since reading any of its rows may decompress all of it.
     """
-    parquet = parquet_parser.open_parquet(path)
-    rows, sizes = parquet.metadata.num_rows, parquet_parser.decoded_sizes(parquet)
+    parquet = parquet_parser.open_parquet(source)
+    metadata, sizes = parquet.metadata, parquet_parser.decoded_sizes(parquet)
     for index, size in enumerate(sizes):
         if size > max_decoded_bytes:
             raise InputTooLarge(
@@ -115,10 +118,26 @@ def plan_parquet_chunks(path: Path, *, chunk_rows: int, max_decoded_bytes: int) 
                 f"JOB_CHUNK_MAX_DECODED_BYTES ({max_decoded_bytes}): write it with smaller row "
                 "groups."
             )
-    bytes_per_row = sum(sizes) / max(rows, 1)
-    if bytes_per_row:
-        chunk_rows = max(1, min(chunk_rows, int(max_decoded_bytes / 4 / bytes_per_row)))
-    return rows, [[start, min(rows, start + chunk_rows)] for start in range(0, rows, chunk_rows)]
+    budget = max_decoded_bytes / 4
+    ranges: list[list[int]] = []
+    start = end = decoded = 0  # the chunk being gathered: rows [start, end), its decoded size
+    for index, size in enumerate(sizes):
+        group_rows = metadata.row_group(index).num_rows
+        if end > start and (end - start + group_rows > chunk_rows or decoded + size > budget):
+            ranges.append([start, end])
+            start, decoded = end, 0
+        if group_rows > chunk_rows or size > budget:  # too big for one chunk: cut its rows
+            step = max(1, min(chunk_rows, int(budget * group_rows / size) if size else chunk_rows))
+            ranges.extend(
+                [row, min(end + group_rows, row + step)]
+                for row in range(end, end + group_rows, step)
+            )
+            start = end = end + group_rows
+            continue
+        end, decoded = end + group_rows, decoded + size
+    if end > start:
+        ranges.append([start, end])
+    return metadata.num_rows, ranges
 
 
 def read_byte_range(path: Path, start: int, end: int, header: bytes = b"") -> bytes:
@@ -129,16 +148,33 @@ def read_byte_range(path: Path, start: int, end: int, header: bytes = b"") -> by
     return body if start == 0 or not header else header + body
 
 
-def read_parquet_rows(path: Path, start: int, end: int, batch_rows: int = 65_536) -> pa.Table:
-    """Rows [start, end) of a Parquet file as a pyarrow Table, reading only what it needs."""
-    parquet, batches, position = parquet_parser.open_parquet(path), [], 0
-    for batch in parquet.iter_batches(batch_size=max(1, min(batch_rows, end - start))):
-        following = position + batch.num_rows
-        if following > start:
-            batches.append(batch.slice(max(0, start - position), end - max(start, position)))
+def row_groups_of(parquet: pq.ParquetFile, start: int, end: int) -> tuple[list[int], int]:
+    """The row groups that hold rows [start, end), and the first row of the first of them."""
+    groups, first, position = [], None, 0
+    for index in range(parquet.metadata.num_row_groups):
+        following = position + parquet.metadata.row_group(index).num_rows
+        if following > start and position < end:
+            groups.append(index)
+            first = position if first is None else first
         position = following
-        if position >= end:
-            break
+    return groups, first or 0
+
+
+def read_parquet_rows(source, start: int, end: int, batch_rows: int = 65_536) -> pa.Table:
+    """Rows [start, end) of a Parquet file as a pyarrow Table, decoding only the row groups
+    that hold them (the others' bytes are not even read)."""
+    parquet = parquet_parser.open_parquet(source)
+    groups, position = row_groups_of(parquet, start, end)
+    batches = []
+    if groups:
+        size = max(1, min(batch_rows, end - start))
+        for batch in parquet.iter_batches(batch_size=size, row_groups=groups):
+            following = position + batch.num_rows
+            if following > start:
+                batches.append(batch.slice(max(0, start - position), end - max(start, position)))
+            position = following
+            if position >= end:
+                break
     if not batches:
         return parquet.schema_arrow.empty_table()
     return pa.Table.from_batches(batches)
