@@ -5,9 +5,10 @@ and score their piece in parallel with the same parsers as a synchronous request
 input is cut by rows. Each format in `formats.py` names its planner and its chunk reader here.
 """
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +19,7 @@ from .parsers import ParsedInput
 from .parsers import parquet as parquet_parser
 
 SCAN_BYTES = 8 * 1024 * 1024
+BOUNDARY_FIRST_BYTES = 64 * 1024
 
 
 @dataclass
@@ -48,10 +50,13 @@ def _next_boundary(handle, start: int, size: int, quotes_even: bool, text_quotes
     With `text_quotes` (CSV), a newline inside a quoted field does not end a record: a newline
     ends one when the number of quote characters before it is even.
     """
-    position, even = start, quotes_even
+    position, even, block_bytes = start, quotes_even, BOUNDARY_FIRST_BYTES
     handle.seek(position)
     while position < size:
-        block = handle.read(SCAN_BYTES)
+        # The record's end is usually near: a small first read, doubling up to SCAN_BYTES (on
+        # S3 each read is one ranged GET, and must not fetch the rest of the file).
+        block = handle.read(block_bytes)
+        block_bytes = min(SCAN_BYTES, 2 * block_bytes)
         if not block:
             break
         offset = 0
@@ -82,21 +87,27 @@ def _quotes_even(handle, start: int, end: int) -> bool:
     return count % 2 == 0
 
 
-def plan_text_chunks(path: Path, *, chunk_bytes: int, has_header: bool) -> tuple[bytes, list]:
-    """Split a CSV (`has_header`) or JSON lines file into [start, end) byte ranges of whole
-    records, about `chunk_bytes` each. Returns (the CSV header line or b"", ranges)."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        header_end = _next_boundary(handle, 0, size, True, has_header) if has_header else 0
-        handle.seek(0)
-        header = handle.read(header_end)
-        ranges, start = [], header_end
-        while start < size:
-            target = min(size, start + chunk_bytes)
-            even = _quotes_even(handle, start, target) if has_header else True
-            end = _next_boundary(handle, target, size, even, has_header) if target < size else size
-            ranges.append([start, end])
-            start = end
+def _size(handle: BinaryIO) -> int:
+    size = handle.seek(0, io.SEEK_END)
+    handle.seek(0)
+    return size
+
+
+def plan_text_chunks(handle: BinaryIO, *, chunk_bytes: int, has_header: bool) -> tuple[bytes, list]:
+    """Split a CSV (`has_header`) or JSON lines file (open, binary) into [start, end) byte
+    ranges of whole records, about `chunk_bytes` each. Returns (the CSV header line or b"",
+    ranges). A CSV is read whole once (quotes are counted); JSON lines only near each cut."""
+    size = _size(handle)
+    header_end = _next_boundary(handle, 0, size, True, has_header) if has_header else 0
+    handle.seek(0)
+    header = handle.read(header_end)
+    ranges, start = [], header_end
+    while start < size:
+        target = min(size, start + chunk_bytes)
+        even = _quotes_even(handle, start, target) if has_header else True
+        end = _next_boundary(handle, target, size, even, has_header) if target < size else size
+        ranges.append([start, end])
+        start = end
     return header, ranges
 
 
@@ -140,11 +151,17 @@ def plan_parquet_chunks(source, *, chunk_rows: int, max_decoded_bytes: int) -> t
     return metadata.num_rows, ranges
 
 
-def read_byte_range(path: Path, start: int, end: int, header: bytes = b"") -> bytes:
+def read_byte_range(handle: BinaryIO, start: int, end: int, header: bytes = b"") -> bytes:
     """A text chunk, with the CSV header in front when the chunk does not start the file."""
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        body = handle.read(end - start)
+    handle.seek(start)
+    parts, remaining = [], end - start
+    while remaining > 0:  # a raw (ranged) reader may return less than asked
+        piece = handle.read(remaining)
+        if not piece:
+            break
+        parts.append(piece)
+        remaining -= len(piece)
+    body = b"".join(parts)
     return body if start == 0 or not header else header + body
 
 
@@ -183,28 +200,28 @@ def read_parquet_rows(source, start: int, end: int, batch_rows: int = 65_536) ->
 # --- The planners and chunk readers formats.py names --------------------------------------------
 
 
-def plan_csv(path: Path) -> ChunkPlan:
+def plan_csv(handle: BinaryIO) -> ChunkPlan:
     """CSV: chunks of about JOB_CHUNK_BYTES, each read with the header row in front."""
-    header, ranges = plan_text_chunks(path, chunk_bytes=settings.JOB_CHUNK_BYTES, has_header=True)
+    header, ranges = plan_text_chunks(handle, chunk_bytes=settings.JOB_CHUNK_BYTES, has_header=True)
     return ChunkPlan(ranges=ranges, header=header)
 
 
-def plan_lines(path: Path) -> ChunkPlan:
+def plan_lines(handle: BinaryIO) -> ChunkPlan:
     """One record per line (JSON lines): chunks of about JOB_CHUNK_BYTES."""
-    _, ranges = plan_text_chunks(path, chunk_bytes=settings.JOB_CHUNK_BYTES, has_header=False)
+    _, ranges = plan_text_chunks(handle, chunk_bytes=settings.JOB_CHUNK_BYTES, has_header=False)
     return ChunkPlan(ranges=ranges)
 
 
-def plan_whole(path: Path) -> ChunkPlan:
+def plan_whole(handle: BinaryIO) -> ChunkPlan:
     """A document that cannot be cut (JSON): one chunk, the whole file."""
-    return ChunkPlan(ranges=[[0, path.stat().st_size]])
+    return ChunkPlan(ranges=[[0, _size(handle)]])
 
 
-def plan_parquet(path: Path) -> ChunkPlan:
+def plan_parquet(handle: BinaryIO) -> ChunkPlan:
     """Parquet: chunks of JOB_CHUNK_ROWS rows; the file's metadata counts the rows."""
     try:
         rows, ranges = plan_parquet_chunks(
-            path,
+            handle,
             chunk_rows=settings.JOB_CHUNK_ROWS,
             max_decoded_bytes=settings.JOB_CHUNK_MAX_DECODED_BYTES,
         )
@@ -216,13 +233,13 @@ def plan_parquet(path: Path) -> ChunkPlan:
 Parse = Callable[[bytes], ParsedInput]
 
 
-def read_text_chunk(path: Path, plan: ChunkPlan, index: int, parse: Parse) -> ParsedInput:
+def read_text_chunk(handle: BinaryIO, plan: ChunkPlan, index: int, parse: Parse) -> ParsedInput:
     """Chunk `index` of a text input, parsed like a request body of its format."""
     start, end = plan.ranges[index]
-    return parse(read_byte_range(path, start, end, plan.header))
+    return parse(read_byte_range(handle, start, end, plan.header))
 
 
-def read_parquet_chunk(path: Path, plan: ChunkPlan, index: int, parse: Parse) -> ParsedInput:
+def read_parquet_chunk(handle: BinaryIO, plan: ChunkPlan, index: int, parse: Parse) -> ParsedInput:
     """Rows of chunk `index` of a Parquet input, read straight from the file (not `parse`)."""
     start, end = plan.ranges[index]
-    return ParsedInput(parquet_parser.to_frame(read_parquet_rows(path, start, end)))
+    return ParsedInput(parquet_parser.to_frame(read_parquet_rows(handle, start, end)))

@@ -22,8 +22,8 @@ FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 class PredictionJob(models.Model):
     """One file scored in the background, with the version pinned when it was submitted.
 
-    Its files live under MEDIA_ROOT/jobs/<id>/: the input, then `result.parquet` and
-    `errors.csv`, each renamed into place only when complete.
+    Its files live under jobs/<id>/ in the configured storage: the input, then `result.parquet`
+    and `errors.csv`, each stored only when complete.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from django.db.models import F
 from django.utils import timezone
@@ -38,7 +37,7 @@ class JobInput:
 
     format: Format
     name: str
-    copy_to: Callable[[Path], int]  # writes the input to the path, returns its size in bytes
+    copy_to: Callable[[str], int]  # stores the input under a storage name, returns its size
 
 
 def submit_job(
@@ -119,8 +118,8 @@ def plan_job(job_id) -> None:
     if job.is_finished:
         return
     metrics.job_started(version=job.version)
-    path = jobfiles.input_path(job.id, job.input_format)
-    plan = formats.by_name(job.input_format).plan_chunks(path)
+    with jobfiles.open_input(job.id, job.input_format) as handle:
+        plan = formats.by_name(job.input_format).plan_chunks(handle)
     if not plan.ranges:
         raise EmptyInput("The file has no rows.")
     # Only from queued: a re-run of this step (its worker died) must not queue the chunks twice.
@@ -141,10 +140,11 @@ def score_chunk(job_id, index: int) -> None:
     if job.is_finished:
         return
     input_format = formats.by_name(job.input_format, charset=job.input_charset)
-    path = jobfiles.input_path(job.id, job.input_format)
     try:
-        # Read with the same parser as a synchronous request of this format.
-        parsed = input_format.read_chunk(path, ChunkPlan.from_json(job.plan), index)
+        # Read with the same parser as a synchronous request of this format; only the chunk's
+        # bytes (or row groups) are read, from whichever storage holds the input.
+        with jobfiles.open_input(job.id, job.input_format) as handle:
+            parsed = input_format.read_chunk(handle, ChunkPlan.from_json(job.plan), index)
     except ServingError as exc:
         start = job.plan["ranges"][index][0]
         where = f"the chunk at byte {start}" if start else "the file"
@@ -180,7 +180,7 @@ def finish_job(job_id) -> None:
         jobfiles.remove_parts(job.id)
         return
     chunks = range(job.chunks_total or 0)
-    missing = [i for i in chunks if not jobfiles.part_path(job.id, i).exists()]
+    missing = [i for i in chunks if not jobfiles.exists(jobfiles.part_path(job.id, i))]
     if missing:
         fail_job(
             job.id,
