@@ -37,3 +37,7 @@ class QueueUnavailable(ServingError):
 
 class UnsupportedFormat(ServingError):
     status_code, code, title = 415, "unsupported_format", "Unsupported format"
+
+
+class ScheduleInputMissing(ServingError):
+    status_code, code, title = 404, "schedule_input_missing", "Schedule input not found"

@@ -340,6 +340,10 @@ JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=1)
 JOB_MAX_JSON_BYTES = env_int("JOB_MAX_JSON_BYTES", 64 * 1024**2, minimum=1)
 RESULT_TTL_DAYS = env_int("RESULT_TTL_DAYS", 7, minimum=1)
 REQUEST_LOG_RETENTION_DAYS = env_int("REQUEST_LOG_RETENTION_DAYS", 30, minimum=1)
+# The scheduler (manage.py run_scheduler, RQ's cron; predictions/cron.py) runs the cleanup
+# commands on this cron expression, and reads the admin's scoring schedules at least this often.
+CLEANUP_CRON = env_str("CLEANUP_CRON", "30 3 * * *")
+SCHEDULE_RELOAD_SECONDS = env_int("SCHEDULE_RELOAD_SECONDS", 30, minimum=1)
 # Base URLs of the app instances whose /readyz the monitoring page shows; this process alone
 # when empty.
 MONITORED_INSTANCES = env_list("MONITORED_INSTANCES", "")

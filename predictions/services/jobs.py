@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from core import metrics
+from core import metrics, storage
 from core.errors import ServingError, StorageFull, is_storage_full
 from modelregistry.models import ModelVersion
 
@@ -24,7 +24,7 @@ from .. import formats, jobfiles
 from ..chunking import ChunkPlan
 from ..errors import EmptyInput, InvalidInput, JobFinished, QueueUnavailable
 from ..formats import Format
-from ..models import FINISHED_STATUSES, JobStatus, PredictionJob
+from ..models import FINISHED_STATUSES, JobStatus, PredictionJob, ScheduleRun
 from . import queue
 from .scoring import RETRY_AFTER_SECONDS, score_rows
 
@@ -47,8 +47,10 @@ def submit_job(
     owner=None,
     request_id: str = "",
     id_column: str = "",
+    before_queue: Callable[[PredictionJob], None] | None = None,
 ) -> PredictionJob:
-    """Store the input and queue the job; a failure leaves neither a row nor a file behind."""
+    """Store the input and queue the job; a failure leaves neither a row nor a file behind.
+    `before_queue(job)` runs once the row is saved, before any worker can see the job."""
     job = PredictionJob(
         version=version,
         owner=owner if owner is not None and owner.is_authenticated else None,
@@ -64,6 +66,8 @@ def submit_job(
         if job.input_bytes == 0:
             raise EmptyInput("The file is empty: send at least one row.")
         job.save(force_insert=True)
+        if before_queue is not None:
+            before_queue(job)
         queue.enqueue_plan(job.id)
     except RedisError as exc:
         _discard(job)
@@ -189,6 +193,7 @@ def finish_job(job_id) -> None:
         )
         return
     rows, failed = jobfiles.merge_parts(job.id, len(chunks))
+    _export_scheduled_result(job)
     finished = _active(job.id).update(
         status=JobStatus.SUCCEEDED,
         rows_total=rows,
@@ -204,6 +209,13 @@ def finish_job(job_id) -> None:
         return
     metrics.job_finished(job=_load_job(job.id), status=JobStatus.SUCCEEDED)
     logger.info("job %s succeeded: %d rows, %d failed", job.id, rows, failed)
+
+
+def _export_scheduled_result(job: PredictionJob) -> None:
+    """A scheduled run (services/schedules.py) copies its result to the schedule's output."""
+    run = ScheduleRun.objects.filter(job_id=job.id).first()
+    if run is not None:
+        storage.copy_file(jobfiles.result_path(job.id), run.output_name)
 
 
 def refresh_job(job: PredictionJob) -> PredictionJob:

@@ -4,7 +4,6 @@ them. The S3 server is moto's, started by the test on a free port."""
 
 import io
 import os
-import urllib.parse
 import uuid
 
 import boto3
@@ -30,6 +29,7 @@ from scripts.stack.commands import worker_command
 from scripts.stack.processes import launch, log_tails, wait_for_workers
 
 from .conftest import wait_for
+from .redis_db import redis_url_with_db
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -87,21 +87,6 @@ def s3_storage(s3_env, settings):
     with override_settings(STORAGES=storages):
         assert storage.local_path("x") is None  # no local path: the storage API only
         yield
-
-
-def redis_url_with_db(db: int) -> str:
-    """REDIS_URL with another database number (redis://host:port/N or unix://path?db=N)."""
-    from django.conf import settings
-
-    parts = urllib.parse.urlsplit(settings.REDIS_URL)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "db"]
-    path = parts.path
-    if parts.scheme == "unix":
-        query.append(("db", str(db)))
-    else:
-        path = f"/{db}"
-    # Not urlunsplit: it would drop the "//" of "unix:///path".
-    return f"{parts.scheme}://{parts.netloc}{path}?{urllib.parse.urlencode(query)}"
 
 
 @pytest.fixture
