@@ -1,8 +1,14 @@
 """Prediction jobs in the admin: read-only, for looking into a job a user reports."""
 
+from croniter import croniter
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
-from .models import DatasetRun, PredictionJob, RequestLog
+from core.errors import ServingError
+
+from . import formats
+from .models import DatasetRun, PredictionJob, RequestLog, ScoringSchedule
 
 
 @admin.register(PredictionJob)
@@ -83,3 +89,60 @@ class RequestLogAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ScoringScheduleForm(forms.ModelForm):
+    class Meta:
+        model = ScoringSchedule
+        fields = [
+            "name",
+            "cron",
+            "registered_model",
+            "version_number",
+            "input_path",
+            "output_path",
+            "is_enabled",
+        ]
+        help_texts = {
+            "cron": "minute hour day month weekday, e.g. 0 2 * * * (a sixth field: seconds)",
+            "input_path": "A file in the configured storage (CSV, JSON lines, JSON, Parquet).",
+            "output_path": "Where each run's result (Parquet) is copied in the storage; "
+            "{schedule}, {job} and {date} are filled in.",
+            "version_number": "Empty: the model's default version at each run.",
+        }
+
+    def clean_cron(self):
+        expression = self.cleaned_data["cron"].strip()
+        if not croniter.is_valid(expression):
+            raise ValidationError(f"{expression!r} is not a cron expression.")
+        return expression
+
+    def clean_input_path(self):
+        path = self.cleaned_data["input_path"].strip()
+        try:
+            formats.for_file(path, "")
+        except ServingError as exc:
+            raise ValidationError(exc.detail) from None
+        return path
+
+    def clean_output_path(self):
+        path = self.cleaned_data["output_path"].strip()
+        try:
+            path.format(schedule="s", job="j", date="d")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValidationError(f"Unknown placeholder in the output path: {exc}.") from None
+        return path
+
+
+@admin.register(ScoringSchedule)
+class ScoringScheduleAdmin(admin.ModelAdmin):
+    """Recurring jobs: the scheduler (manage.py run_scheduler) picks changes up by itself."""
+
+    form = ScoringScheduleForm
+    list_display = ["name", "cron", "registered_model", "version_number", "is_enabled", "owner"]
+    list_filter = ["is_enabled", "registered_model"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)

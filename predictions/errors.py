@@ -75,3 +75,7 @@ class DatasetNotFound(ServingError):
 
 class OutputExists(ServingError):
     status_code, code, title = 409, "output_exists", "Output already exists"
+
+
+class ScheduleInputMissing(ServingError):
+    status_code, code, title = 404, "schedule_input_missing", "Schedule input not found"

@@ -8,7 +8,7 @@ with `by_name`. Adding a format is one entry in FORMATS plus its parser module.
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from django.utils.http import parse_header_parameters
 
@@ -33,9 +33,9 @@ class Format:
     media_types: tuple[str, ...]  # the first is the one the API documents
     extensions: tuple[str, ...]  # names a multipart file by when its own type says nothing
     parser: Callable[[bytes, str | None], ParsedInput]  # bytes -> rows
-    plan_chunks: Callable[[Path], ChunkPlan]  # cuts a job's input into chunks
+    plan_chunks: Callable[[BinaryIO], ChunkPlan]  # cuts a job's input (an open file) into chunks
     # Reads one chunk back as rows; a text format's reader is handed `parse` for its bytes.
-    chunk_reader: Callable[[Path, ChunkPlan, int, Callable[[bytes], ParsedInput]], ParsedInput]
+    chunk_reader: Callable[[BinaryIO, ChunkPlan, int, Callable[[bytes], ParsedInput]], ParsedInput]
     schema_type: str  # how the OpenAPI schema shows a body: "object", "string" or "binary"
     # A job input of this format over JOB_MAX_JSON_BYTES is refused: it is read whole.
     is_json_size_limited: bool = False
@@ -50,9 +50,10 @@ class Format:
             raise EmptyInput("The body is empty: send at least one row.")
         return self.parser(body, self.charset or None)
 
-    def read_chunk(self, path: Path, plan: ChunkPlan, index: int) -> ParsedInput:
-        """Rows of chunk `index` of a job's input, read as a synchronous request would be."""
-        return self.chunk_reader(path, plan, index, self.parse)
+    def read_chunk(self, handle: BinaryIO, plan: ChunkPlan, index: int) -> ParsedInput:
+        """Rows of chunk `index` of a job's input (an open file), read as a synchronous request
+        would be."""
+        return self.chunk_reader(handle, plan, index, self.parse)
 
 
 JSON = Format(

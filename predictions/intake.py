@@ -9,7 +9,6 @@ first). A GET predict carries one row in its query string (`query_row`).
 import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.conf import settings
 
@@ -58,7 +57,7 @@ def _check_json_size(input_format: Format, size: int) -> None:
 
 
 def _from_bytes(body: bytes, input_format: Format, name: str) -> JobInput:
-    def copy_to(target: Path) -> int:
+    def copy_to(target: str) -> int:
         with jobfiles.written_atomically(target) as temporary:
             temporary.write_bytes(body)
         return len(body)
@@ -81,7 +80,7 @@ def _from_stream(request, input_format: Format, size: int, head: bytes = b"") ->
             return piece
         return read(size)
 
-    def copy_to(target: Path) -> int:
+    def copy_to(target: str) -> int:
         return jobfiles.copy_stream(
             read_after_head, target, max_bytes=max_bytes, too_large=too_large
         )
@@ -92,7 +91,7 @@ def _from_stream(request, input_format: Format, size: int, head: bytes = b"") ->
 def _from_upload(upload, input_format: Format) -> JobInput:
     _check_json_size(input_format, upload.size)
 
-    def copy_to(target: Path) -> int:
+    def copy_to(target: str) -> int:
         with jobfiles.written_atomically(target) as temporary:
             if hasattr(upload, "temporary_file_path"):
                 # Django spooled it to disk already: move it rather than copy gigabytes.

@@ -1,15 +1,15 @@
-"""A job's files under MEDIA_ROOT/jobs/<id>/: the input, each chunk's scored part, the merged
-result and errors, and reading the result back (CSV escaped against formula injection).
+"""A job's files under jobs/<id>/ in the configured storage: the input, each chunk's scored
+part, the merged result and errors, and reading the result back (CSV escaped against formula
+injection).
 
-Every file a reader may see is written to a temporary name first and renamed into place.
-MEDIA_ROOT must be one filesystem shared by the web processes and every worker. How the input
-is cut into chunks is `chunking.py`'s job.
+Every file goes through Django's storage API (core.storage), never a local path: with
+STORAGE_BACKEND=s3 a worker on any machine takes any chunk. Every file a reader may see appears
+whole (written to a temporary name and renamed, or uploaded once complete). How the input is
+cut into chunks is `chunking.py`'s job.
 """
 
 import csv
 import io
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,58 +18,70 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from django.conf import settings
+
+from core import storage
 
 COPY_BYTES = 1024 * 1024
 ERROR_FIELDS = ["row", "field", "code", "message"]
 
 
-def job_dir(job_id) -> Path:
-    return Path(settings.MEDIA_ROOT) / "jobs" / str(job_id)
+def job_dir(job_id) -> str:
+    """The storage folder of a job's files."""
+    return f"jobs/{job_id}"
 
 
-def input_path(job_id, input_format: str) -> Path:
-    return job_dir(job_id) / f"input.{input_format}"
+def input_path(job_id, input_format: str) -> str:
+    return f"{job_dir(job_id)}/input.{input_format}"
 
 
-def part_path(job_id, index: int) -> Path:
+def part_path(job_id, index: int) -> str:
     """The scored rows of chunk `index` (Parquet)."""
-    return job_dir(job_id) / "parts" / f"{index:06d}.parquet"
+    return f"{job_dir(job_id)}/parts/{index:06d}.parquet"
 
 
-def part_errors_path(job_id, index: int) -> Path:
-    return job_dir(job_id) / "parts" / f"{index:06d}.errors.csv"
+def part_errors_path(job_id, index: int) -> str:
+    return f"{job_dir(job_id)}/parts/{index:06d}.errors.csv"
 
 
-def result_path(job_id) -> Path:
-    return job_dir(job_id) / "result.parquet"
+def result_path(job_id) -> str:
+    return f"{job_dir(job_id)}/result.parquet"
 
 
-def errors_path(job_id) -> Path:
-    return job_dir(job_id) / "errors.csv"
+def errors_path(job_id) -> str:
+    return f"{job_dir(job_id)}/errors.csv"
+
+
+def exists(name: str) -> bool:
+    """Whether a job file is stored."""
+    return storage.exists(name)
+
+
+def open_input(job_id, input_format: str):
+    """The job's input, for reads at any offset (a chunk reads its bytes, not the file)."""
+    return storage.open_ranged(input_path(job_id, input_format))
+
+
+def open_download(name: str):
+    """A job file for reading from start to end (downloads)."""
+    return storage.open_stream(name)
 
 
 def remove_job_files(job_id) -> None:
-    shutil.rmtree(job_dir(job_id), ignore_errors=True)
+    storage.delete_tree(job_dir(job_id))
 
 
 def remove_parts(job_id) -> None:
-    shutil.rmtree(job_dir(job_id) / "parts", ignore_errors=True)
+    storage.delete_tree(f"{job_dir(job_id)}/parts")
 
 
 @contextmanager
-def written_atomically(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it into place only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+def written_atomically(name: str) -> Iterator[Path]:
+    """Yield a local temporary path; store it as `name` only if the block succeeds."""
+    with storage.saved_as(name) as temporary:
         yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
-def copy_stream(read: Callable[[int], bytes], target: Path, *, max_bytes: int, too_large) -> int:
+def copy_stream(read: Callable[[int], bytes], target: str, *, max_bytes: int, too_large) -> int:
     """Copy a stream to `target` in bounded pieces; raise `too_large(size)` past `max_bytes`."""
     total = 0
     with written_atomically(target) as temporary, open(temporary, "wb") as out:
@@ -84,19 +96,19 @@ def copy_stream(read: Callable[[int], bytes], target: Path, *, max_bytes: int, t
 # --- Errors files ------------------------------------------------------------------------------
 
 
-def write_errors_csv(path: Path, errors: list[dict], *, row_offset: int = 0) -> None:
+def write_errors_csv(name: str, errors: list[dict], *, row_offset: int = 0) -> None:
     """Write per-row errors (row numbers shifted by `row_offset`), with a header."""
-    with written_atomically(path) as temporary, open(temporary, "w", newline="") as out:
+    with written_atomically(name) as temporary, open(temporary, "w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=ERROR_FIELDS)
         writer.writeheader()
         for error in errors:
             writer.writerow({**error, "row": error["row"] + row_offset})
 
 
-def append_errors(source: Path, out: io.TextIOBase, *, row_offset: int) -> None:
+def append_errors(source: str, out: io.TextIOBase, *, row_offset: int) -> None:
     """Append a chunk's errors CSV (without its header) to `out`, shifting row numbers."""
     writer = csv.writer(out)
-    with open(source, newline="") as handle:
+    with storage.open_stream(source) as raw, io.TextIOWrapper(raw, newline="") as handle:
         reader = csv.reader(handle)
         next(reader, None)
         for row, *rest in reader:
@@ -157,7 +169,8 @@ def merge_parts(job_id, chunks: int) -> tuple[int, int]:
         csv.writer(errors_out).writerow(ERROR_FIELDS)
         writer = None
         for index in range(chunks):
-            table = pq.read_table(part_path(job_id, index))
+            with storage.open_stream(part_path(job_id, index)) as part:
+                table = pq.read_table(part)
             table = table.set_column(0, "row", pc.add(table["row"], rows))
             writer = writer or pq.ParquetWriter(result_tmp, table.schema)
             writer.write_table(table)
@@ -175,7 +188,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 def read_results_page(job_id, *, after: int, size: int) -> list[dict]:
     """Up to `size` result rows whose row number is over `after`, in order."""
-    table = pq.read_table(result_path(job_id), filters=[("row", ">", after)])
+    with storage.open_ranged(result_path(job_id)) as handle:
+        table = pq.read_table(handle, filters=[("row", ">", after)])
     return table.slice(0, size).to_pylist()
 
 
@@ -188,11 +202,12 @@ def escape_formula(value):
 
 def iter_result_csv(job_id, batch_rows: int = 65_536) -> Iterator[bytes]:
     """The result as CSV, a batch at a time, strings escaped against formula injection."""
-    parquet = pq.ParquetFile(result_path(job_id))
-    yield (",".join(parquet.schema_arrow.names) + "\n").encode()
-    for batch in parquet.iter_batches(batch_size=batch_rows):
-        frame = batch.to_pandas()
-        for column in frame.columns:
-            if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-                frame[column] = frame[column].map(escape_formula)
-        yield frame.to_csv(index=False, header=False).encode()
+    with storage.open_ranged(result_path(job_id)) as handle:
+        parquet = pq.ParquetFile(handle)
+        yield (",".join(parquet.schema_arrow.names) + "\n").encode()
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            frame = batch.to_pandas()
+            for column in frame.columns:
+                if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+                    frame[column] = frame[column].map(escape_formula)
+            yield frame.to_csv(index=False, header=False).encode()

@@ -23,8 +23,8 @@ FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 class PredictionJob(models.Model):
     """One file scored in the background, with the version pinned when it was submitted.
 
-    Its files live under MEDIA_ROOT/jobs/<id>/: the input, then `result.parquet` and
-    `errors.csv`, each renamed into place only when complete.
+    Its files live under jobs/<id>/ in the configured storage: the input, then `result.parquet`
+    and `errors.csv`, each stored only when complete.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -183,3 +183,41 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.endpoint} {self.status_code} ({self.request_id})"
+
+
+class ScoringSchedule(models.Model):
+    """A recurring job a staff user defines in the admin: score a stored input on a cron
+    schedule (predictions/cron.py feeds RQ's cron scheduler from these rows)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    # Five fields (minute hour day month weekday), or six with seconds last (croniter).
+    cron = models.CharField(max_length=100)
+    registered_model = models.ForeignKey(
+        "modelregistry.RegisteredModel", on_delete=models.CASCADE, related_name="schedules"
+    )
+    # Empty: the model's default version at each run.
+    version_number = models.PositiveIntegerField(null=True, blank=True)
+    input_path = models.CharField(max_length=500)  # a name in the configured storage
+    # Where each run's result is copied, a name in the storage: {schedule}, {job} and {date}
+    # (YYYY-MM-DD of the run) are filled in.
+    output_path = models.CharField(max_length=500)
+    is_enabled = models.BooleanField(default=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ScheduleRun(models.Model):
+    """One run of a schedule: an ordinary job, and where its result is copied once it ends."""
+
+    schedule = models.ForeignKey(ScoringSchedule, on_delete=models.CASCADE, related_name="runs")
+    job = models.OneToOneField(PredictionJob, on_delete=models.CASCADE, related_name="schedule_run")
+    output_name = models.CharField(max_length=600)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.schedule} run {self.job_id}"

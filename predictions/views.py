@@ -231,7 +231,7 @@ class JobDownloadView(ApiView):
         stem = f"{job.version.registered_model.name}-v{job.version.number}-{job.id}"
         if kind == "parquet":
             return FileResponse(
-                open(jobfiles.result_path(job.id), "rb"),
+                jobfiles.open_download(jobfiles.result_path(job.id)),
                 as_attachment=True,
                 filename=f"{stem}.parquet",
                 content_type="application/vnd.apache.parquet",
@@ -254,7 +254,7 @@ class JobErrorsView(ApiView):
     def get(self, request, job_id):
         job = _finished_results(request, job_id)
         return FileResponse(
-            open(jobfiles.errors_path(job.id), "rb"),
+            jobfiles.open_download(jobfiles.errors_path(job.id)),
             as_attachment=True,
             filename=f"{job.id}-errors.csv",
             content_type="text/csv; charset=utf-8",

@@ -231,19 +231,52 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
-# Model artifacts are read and written through Django's storage API: files under MEDIA_ROOT by
-# default, or any backend, e.g. an S3-compatible bucket shared by every machine:
-# STORAGE_BACKEND=storages.backends.s3.S3Storage (pip install "django-storages[s3]") and
-# STORAGE_OPTIONS={"bucket_name": "modelport", "endpoint_url": "https://..."} (JSON).
-# Job files stay under MEDIA_ROOT, which must then be a filesystem shared by web and workers.
+# Model artifacts and job files (inputs, chunk parts, results) are read and written through
+# Django's storage API only (core/storage.py): files under MEDIA_ROOT by default
+# (STORAGE_BACKEND=filesystem), or an S3-compatible bucket shared by every machine
+# (STORAGE_BACKEND=s3, django-storages with boto3): S3_BUCKET, S3_ENDPOINT_URL (empty: AWS),
+# S3_REGION, S3_PREFIX, S3_ADDRESSING_STYLE; credentials from AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY (or boto3's other sources). Any other backend by its dotted path.
+# STORAGE_OPTIONS (JSON) is merged over the backend's options.
 try:
     STORAGE_OPTIONS = json.loads(env_str("STORAGE_OPTIONS", "{}"))
 except json.JSONDecodeError as exc:
     raise ImproperlyConfigured(f"STORAGE_OPTIONS is not JSON: {exc}.") from None
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "filesystem")
+
+
+def storage_backend(name: str) -> tuple[str, dict]:
+    """(dotted backend path, options) of STORAGE_BACKEND."""
+    if name == "filesystem":
+        return "django.core.files.storage.FileSystemStorage", {}
+    if name == "s3":
+        bucket = env_str("S3_BUCKET", "")
+        if not bucket:
+            raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs S3_BUCKET.")
+        options = {
+            "bucket_name": bucket,
+            "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("S3_REGION", "") or None,
+            "location": env_str("S3_PREFIX", ""),
+            "addressing_style": env_str("S3_ADDRESSING_STYLE", "") or None,
+            # A job file is stored under its own name, replaced when written again.
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_auth": True,
+        }
+        return "storages.backends.s3.S3Storage", options
+    if "." not in name:
+        raise ImproperlyConfigured(
+            f"STORAGE_BACKEND must be filesystem, s3 or a dotted path, not {name!r}."
+        )
+    return name, {}
+
+
+_backend, _options = storage_backend(STORAGE_BACKEND)
 STORAGES = {
     "default": {
-        "BACKEND": env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
-        "OPTIONS": STORAGE_OPTIONS,
+        "BACKEND": _backend,
+        "OPTIONS": {**_options, **STORAGE_OPTIONS},
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
@@ -343,6 +376,10 @@ JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=1)
 JOB_MAX_JSON_BYTES = env_int("JOB_MAX_JSON_BYTES", 64 * 1024**2, minimum=1)
 RESULT_TTL_DAYS = env_int("RESULT_TTL_DAYS", 7, minimum=1)
 REQUEST_LOG_RETENTION_DAYS = env_int("REQUEST_LOG_RETENTION_DAYS", 30, minimum=1)
+# The scheduler (manage.py run_scheduler, RQ's cron; predictions/cron.py) runs the cleanup
+# commands on this cron expression, and reads the admin's scoring schedules at least this often.
+CLEANUP_CRON = env_str("CLEANUP_CRON", "30 3 * * *")
+SCHEDULE_RELOAD_SECONDS = env_int("SCHEDULE_RELOAD_SECONDS", 30, minimum=1)
 # Base URLs of the app instances whose /readyz the monitoring page shows; this process alone
 # when empty.
 MONITORED_INSTANCES = env_list("MONITORED_INSTANCES", "")

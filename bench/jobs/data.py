@@ -56,9 +56,10 @@ def one_chunk_in_process(version, csv_path: Path) -> dict:
     from predictions import formats
     from predictions.services.scoring import score_rows
 
-    plan = formats.CSV.plan_chunks(csv_path)
-    started = time.perf_counter()
-    parsed = formats.CSV.read_chunk(csv_path, plan, 0)
+    with open(csv_path, "rb") as handle:
+        plan = formats.CSV.plan_chunks(handle)
+        started = time.perf_counter()
+        parsed = formats.CSV.read_chunk(handle, plan, 0)
     result = score_rows(version=version, parsed=parsed)
     return {
         "chunks": len(plan.ranges),

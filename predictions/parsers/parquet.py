@@ -23,12 +23,17 @@ def _refused(exc: Exception) -> MalformedRequest:
 
 
 def open_parquet(source) -> pq.ParquetFile:
-    """A Parquet file (a path or bytes) whose text columns are read dictionary-encoded."""
-    reader = (lambda: pa.BufferReader(source)) if isinstance(source, bytes) else lambda: source
+    """A Parquet file (a path, an open binary file or bytes) whose text columns are read
+    dictionary-encoded (one already open is returned as it is). The footer is read once."""
+    if isinstance(source, pq.ParquetFile):
+        return source
+    if isinstance(source, bytes):
+        source = pa.BufferReader(source)
     try:
-        schema = pq.ParquetFile(reader()).schema_arrow
+        metadata = pq.read_metadata(source)
+        schema = metadata.schema.to_arrow_schema()
         texts = [field.name for field in schema if any(test(field.type) for test in TEXT_TYPES)]
-        return pq.ParquetFile(reader(), read_dictionary=texts)
+        return pq.ParquetFile(source, metadata=metadata, read_dictionary=texts)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _refused(exc) from None
 

@@ -11,13 +11,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from core import logs, metrics
+from core import logs, metrics, storage
 from core.errors import ServingError, StorageFull, is_storage_full
 from modelregistry.models import ModelVersion
 
@@ -25,7 +24,7 @@ from .. import formats, jobfiles
 from ..chunking import ChunkPlan
 from ..errors import EmptyInput, InvalidInput, JobFinished, QueueUnavailable
 from ..formats import Format
-from ..models import FINISHED_STATUSES, JobStatus, PredictionJob
+from ..models import FINISHED_STATUSES, JobStatus, PredictionJob, ScheduleRun
 from . import callbacks, queue
 from .scoring import RETRY_AFTER_SECONDS, score_rows
 
@@ -38,7 +37,7 @@ class JobInput:
 
     format: Format
     name: str
-    copy_to: Callable[[Path], int]  # writes the input to the path, returns its size in bytes
+    copy_to: Callable[[str], int]  # stores the input under a storage name, returns its size
 
 
 def submit_job(
@@ -49,8 +48,10 @@ def submit_job(
     request_id: str = "",
     id_column: str = "",
     callback_url: str = "",
+    before_queue: Callable[[PredictionJob], None] | None = None,
 ) -> PredictionJob:
-    """Store the input and queue the job; a failure leaves neither a row nor a file behind."""
+    """Store the input and queue the job; a failure leaves neither a row nor a file behind.
+    `before_queue(job)` runs once the row is saved, before any worker can see the job."""
     if callback_url:
         callbacks.check_callback_url(callback_url)
     job = PredictionJob(
@@ -71,6 +72,8 @@ def submit_job(
         if job.input_bytes == 0:
             raise EmptyInput("The file is empty: send at least one row.")
         job.save(force_insert=True)
+        if before_queue is not None:
+            before_queue(job)
         queue.enqueue_plan(job.id)
     except RedisError as exc:
         _discard(job)
@@ -138,8 +141,8 @@ def plan_job(job_id) -> None:
     if job.is_finished:
         return
     metrics.job_started(version=job.version)
-    path = jobfiles.input_path(job.id, job.input_format)
-    plan = formats.by_name(job.input_format).plan_chunks(path)
+    with jobfiles.open_input(job.id, job.input_format) as handle:
+        plan = formats.by_name(job.input_format).plan_chunks(handle)
     if not plan.ranges:
         raise EmptyInput("The file has no rows.")
     # Only from queued: a re-run of this step (its worker died) must not queue the chunks twice.
@@ -160,10 +163,11 @@ def score_chunk(job_id, index: int) -> None:
     if job.is_finished:
         return
     input_format = formats.by_name(job.input_format, charset=job.input_charset)
-    path = jobfiles.input_path(job.id, job.input_format)
     try:
-        # Read with the same parser as a synchronous request of this format.
-        parsed = input_format.read_chunk(path, ChunkPlan.from_json(job.plan), index)
+        # Read with the same parser as a synchronous request of this format; only the chunk's
+        # bytes (or row groups) are read, from whichever storage holds the input.
+        with jobfiles.open_input(job.id, job.input_format) as handle:
+            parsed = input_format.read_chunk(handle, ChunkPlan.from_json(job.plan), index)
     except ServingError as exc:
         start = job.plan["ranges"][index][0]
         where = f"the chunk at byte {start}" if start else "the file"
@@ -201,7 +205,7 @@ def finish_job(job_id) -> None:
         jobfiles.remove_parts(job.id)
         return
     chunks = range(job.chunks_total or 0)
-    missing = [i for i in chunks if not jobfiles.part_path(job.id, i).exists()]
+    missing = [i for i in chunks if not jobfiles.exists(jobfiles.part_path(job.id, i))]
     if missing:
         fail_job(
             job.id,
@@ -210,6 +214,7 @@ def finish_job(job_id) -> None:
         )
         return
     rows, failed = jobfiles.merge_parts(job.id, len(chunks))
+    _export_scheduled_result(job)
     finished = _active(job.id).update(
         status=JobStatus.SUCCEEDED,
         rows_total=rows,
@@ -228,6 +233,13 @@ def finish_job(job_id) -> None:
     metrics.job_finished(job=job, status=JobStatus.SUCCEEDED)
     logger.info("job %s succeeded: %d rows, %d failed", job.id, rows, failed)
     _call_back(job)
+
+
+def _export_scheduled_result(job: PredictionJob) -> None:
+    """A scheduled run (services/schedules.py) copies its result to the schedule's output."""
+    run = ScheduleRun.objects.filter(job_id=job.id).first()
+    if run is not None:
+        storage.copy_file(jobfiles.result_path(job.id), run.output_name)
 
 
 def refresh_job(job: PredictionJob) -> PredictionJob:

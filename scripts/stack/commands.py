@@ -49,6 +49,11 @@ def worker_command(queues: Iterable[str] = ("default",)) -> list[str]:
     return ["scripts/worker", *queues]
 
 
+def scheduler_command(python: str = sys.executable) -> list[str]:
+    """RQ's cron scheduler: cleanups and the admin's scoring schedules (predictions/cron.py)."""
+    return [python, "manage.py", "run_scheduler"]
+
+
 def nginx_binary() -> str | None:
     """Path of the nginx executable (scripts/setup installs it), or None."""
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")

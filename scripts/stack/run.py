@@ -20,6 +20,7 @@ from scripts.stack.commands import (
     gunicorn_command,
     nginx_command,
     redis_command,
+    scheduler_command,
     worker_command,
     write_nginx_conf,
 )
@@ -67,6 +68,10 @@ def procfile_lines(args: argparse.Namespace, redis_socket: Path | None) -> dict[
             # The workers connect at once; redis-server starts alongside them.
             wait_for=redis_socket,
         )
+    # One scheduler per site (RQ's cron): the cleanup commands and the scoring schedules.
+    lines["scheduler"] = supervised(
+        "var/scheduler.pid", scheduler_command(python="python"), wait_for=redis_socket
+    )
     return lines
 
 

@@ -15,6 +15,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
+from core import storage
 from modelregistry.demo import house_prices_data
 from predictions import formats, jobfiles
 from predictions.models import PredictionJob
@@ -69,12 +70,12 @@ def test_csv_job_in_chunks_equals_the_models_predict(
     assert job["rows_total"] == job["rows_done"] == len(rows) and job["rows_failed"] == 0
     assert job["progress"] == 1.0
     assert PredictionJob.objects.get().chunks_total > 3
-    result = pq.read_table(jobfiles.result_path(job["id"])).to_pandas()
+    result = pq.read_table(jobfiles.open_download(jobfiles.result_path(job["id"]))).to_pandas()
     assert result["row"].tolist() == list(range(len(rows)))
     assert result["id"].tolist() == rows["ref"].tolist()
     expected = house_model.predict(rows.drop(columns="ref"))
     assert result["prediction"].to_numpy() == pytest.approx(expected, rel=1e-9, abs=1e-9)
-    assert not (jobfiles.job_dir(job["id"]) / "parts").exists()
+    assert not jobfiles.exists(jobfiles.job_dir(job["id"]) + "/parts")
 
 
 def test_results_are_paged_with_a_cursor(
@@ -128,7 +129,7 @@ def test_bad_rows_across_chunks_have_input_row_numbers(
     lines = list(csv.DictReader(io.StringIO(b"".join(errors.streaming_content).decode())))
     assert [int(line["row"]) for line in lines] == bad
     assert {line["code"] for line in lines} == {"wrong_type"}
-    result = pq.read_table(jobfiles.result_path(job["id"])).to_pandas()
+    result = pq.read_table(jobfiles.open_download(jobfiles.result_path(job["id"]))).to_pandas()
     assert result["prediction"].isna().sum() == len(bad)
     assert result.loc[result["prediction"].isna(), "row"].tolist() == bad
 
@@ -152,7 +153,7 @@ def test_raw_json_lines_and_parquet_bodies(
     drain(empty_queue)
     job = api_client.get(response["Location"]).json()
     assert job["status"] == "succeeded", job
-    result = pq.read_table(jobfiles.result_path(job["id"])).to_pandas()
+    result = pq.read_table(jobfiles.open_download(jobfiles.result_path(job["id"]))).to_pandas()
     assert result["prediction"].to_numpy() == pytest.approx(
         house_model.predict(features), rel=1e-9, abs=1e-9
     )
@@ -186,7 +187,7 @@ def test_a_file_that_cannot_be_read_fails_the_job_with_a_reason(
     job = api_client.get(response["Location"]).json()
     assert job["status"] == "failed"
     assert "cannot be read" in job["failure_reason"]
-    assert not jobfiles.result_path(job["id"]).exists()
+    assert not jobfiles.exists(jobfiles.result_path(job["id"]))
     results = api_client.get(f"/api/v1/jobs/{job['id']}/results/")
     assert results.status_code == 409 and results.json()["code"] == "results_not_ready"
 
@@ -200,7 +201,7 @@ def test_cancelled_job_is_not_scored_and_leaves_no_files(
     drain(empty_queue)
     job = api_client.get(job_url).json()
     assert job["status"] == "cancelled" and job["rows_done"] == 0
-    assert not jobfiles.job_dir(job["id"]).exists()
+    assert not jobfiles.exists(jobfiles.job_dir(job["id"]))
     again = api_client.post(job_url + "cancel")
     assert again.status_code == 409 and again.json()["code"] == "job_finished"
 
@@ -224,7 +225,7 @@ def test_jobs_are_visible_to_their_owner_and_staff_only(
 def test_redis_down_at_submit_is_503_and_leaves_nothing(
     registered_version, api_client, rows, monkeypatch
 ):
-    jobs_root = jobfiles.job_dir("x").parent
+    jobs_root = storage.local_path("jobs")
     before = set(jobs_root.iterdir()) if jobs_root.exists() else set()
     closed = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
     monkeypatch.setattr(
@@ -254,7 +255,7 @@ def test_cleanup_deletes_expired_jobs_and_their_files(
     assert list(PredictionJob.objects.values_list("pk", flat=True)) == [
         PredictionJob.objects.get(pk=new).pk
     ]
-    assert not jobfiles.job_dir(old).exists() and jobfiles.result_path(new).exists()
+    assert not jobfiles.exists(jobfiles.job_dir(old)) and jobfiles.exists(jobfiles.result_path(new))
 
 
 @pytest.fixture
@@ -327,7 +328,7 @@ def test_a_parquet_body_that_decodes_big_becomes_a_job_read_in_bounded_chunks(
     job = PredictionJob.objects.get()
     assert job.status == "succeeded", job.failure_reason
     assert job.chunks_total >= 8  # 2.1 MB / 256 KB: the chunks follow the decoded size
-    result = pq.read_table(jobfiles.result_path(job.id)).to_pandas()
+    result = pq.read_table(jobfiles.open_download(jobfiles.result_path(job.id))).to_pandas()
     assert result["prediction"].to_numpy() == pytest.approx(
         house_model.predict(features), rel=1e-9, abs=1e-9
     )
@@ -347,4 +348,4 @@ def test_a_parquet_row_group_that_decodes_past_the_chunk_budget_fails_the_job_cl
     assert (
         "Row group 0" in job.failure_reason and "JOB_CHUNK_MAX_DECODED_BYTES" in job.failure_reason
     )
-    assert not jobfiles.result_path(job.id).exists()
+    assert not jobfiles.exists(jobfiles.result_path(job.id))

@@ -45,3 +45,18 @@ def test_storage_options_that_are_not_json_stop_the_start_with_a_clear_error():
     done = run("import django; django.setup()", STORAGE_OPTIONS="{bucket: x}")
     assert done.returncode != 0
     assert "STORAGE_OPTIONS is not JSON" in done.stderr
+
+
+def test_s3_storage_needs_a_bucket_and_takes_its_settings():
+    done = run("import django; django.setup()", STORAGE_BACKEND="s3", S3_BUCKET="")
+    assert done.returncode != 0 and "STORAGE_BACKEND=s3 needs S3_BUCKET" in done.stderr
+    shown = run(
+        "import django; django.setup(); from django.conf import settings; "
+        "d = settings.STORAGES['default']; print(d['BACKEND'], d['OPTIONS']['bucket_name'], "
+        "d['OPTIONS']['endpoint_url'])",
+        STORAGE_BACKEND="s3",
+        S3_BUCKET="jobs",
+        S3_ENDPOINT_URL="http://127.0.0.1:9",
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.split() == ["storages.backends.s3.S3Storage", "jobs", "http://127.0.0.1:9"]
