@@ -77,11 +77,14 @@ async function scoreRow() {
   for (const input of $("row-fields").querySelectorAll("[data-feature]")) {
     row[input.dataset.feature] = fieldValue(input);
   }
-  const body = { inputs: row };
-  if (schema.output && schema.output.has_probabilities) body.return_probabilities = true;
+  // As a one-row JSON file: a session's CSRF check reads form bodies only (DRF), like upload.js.
+  const data = new FormData();
+  const file = new Blob([JSON.stringify({ inputs: row })], { type: "application/json" });
+  data.append("file", file, "row.json");
+  const asked = schema.output && schema.output.has_probabilities ? "?probabilities=true" : "";
   const url =
     `/api/v1/models/${encodeURIComponent(model)}` +
-    `${version ? `/versions/${version}` : ""}/predict`;
+    `${version ? `/versions/${version}` : ""}/predict${asked}`;
   $("row-submit").disabled = true;
   $("row-message").hidden = true;
   let response = null;
@@ -89,12 +92,8 @@ async function scoreRow() {
   try {
     response = await fetch(url, {
       method: "POST",
-      headers: {
-        "Content-Type": "application/json",
-        Accept: "application/json",
-        "X-CSRFToken": csrfToken(),
-      },
-      body: JSON.stringify(body),
+      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+      body: data,
     });
     answer = parseJson(await response.text());
   } catch {
