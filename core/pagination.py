@@ -47,7 +47,7 @@ class CursorPage(CursorPagination):
 def paginated_response(view, request, queryset, serializer_class, **context) -> Response:
     """One page of `queryset` in the view's order: {"next", "previous", "results"}."""
     paginator = CursorPage()
-    page = paginator.paginate_queryset(queryset, request, view=view)
+    page: list | None = paginator.paginate_queryset(queryset, request, view=view)
     data = serializer_class(page, many=True, context={"request": request, **context}).data
     return paginator.get_paginated_response(data)
 

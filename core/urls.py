@@ -41,7 +41,7 @@ def _loosen(patterns: list) -> list:
         elif isinstance(pattern, URLPattern) and isinstance(pattern.pattern, RoutePattern):
             route = pattern.pattern
             if not isinstance(route, SlashOptionalPattern):
-                pattern.pattern = SlashOptionalPattern(route._route, name=route.name)
+                pattern.pattern = SlashOptionalPattern(route._route, name=route.name)  # type: ignore[attr-defined]
         else:
             raise TypeError(f"{pattern!r}: only path() routes can be made slash-optional")
         loose.append(pattern)
@@ -53,5 +53,5 @@ def slash_optional(*urlconfs: str):
     patterns = []
     for urlconf in urlconfs:
         module, _, _ = include(urlconf)
-        patterns += module.urlpatterns
+        patterns += module.urlpatterns  # type: ignore[attr-defined]
     return include(_loosen(patterns))

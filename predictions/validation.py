@@ -271,7 +271,7 @@ def check_rows(
     )
 
 
-def _listed(names: list[str], limit: int = 20) -> str:
+def _listed(names: list, limit: int = 20) -> str:
     shown = ", ".join(f"'{_cut(str(name), SHOWN_FIELD_CHARS)}'" for name in names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 

@@ -52,7 +52,7 @@ class ParsedInput:
         # Columns whose type the request declared (Open Inference datatypes): name -> (kind,
         # datatype), kind "number" or "string". A request that declares its columns must name
         # exactly the model's features, each of the right kind (`validation.bind_columns`).
-        self.declared: dict[str, tuple[str, str]] | None = None
+        self.declared: dict[str | int, tuple[str, str]] | None = None
         # "predict" or "predict_proba": what MLflow's `params.predict_method` asked for.
         self.predict_method = "predict"
         # What a protocol adapter keeps for its answer (an Open Inference `id`, `outputs`).

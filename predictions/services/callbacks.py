@@ -20,6 +20,7 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import urllib3
@@ -82,7 +83,7 @@ def _checked_address(host: str, port: int) -> str:
         raise CallbackNotAllowed(f"The host {host[:100]!r} does not resolve.") from None
     addresses = []
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if address.version == 6 and address.ipv4_mapped:
             address = address.ipv4_mapped
         if not address.is_global and str(address) not in allowed:
@@ -103,7 +104,7 @@ def _port(parts: urllib.parse.SplitResult) -> int:
 def check_callback_url(url: str) -> str:
     """The URL a job may call back when it ends; CallbackNotAllowed otherwise."""
     parts = _split(url)
-    _checked_address(parts.hostname, _port(parts))
+    _checked_address(parts.hostname or "", _port(parts))
     return url
 
 
@@ -111,21 +112,23 @@ def _post(url: str, body: bytes, headers: dict) -> int:
     """POST `body` to the checked address of `url`; returns the status (redirects not followed)."""
     parts = _split(url)
     port = _port(parts)
-    address = _checked_address(parts.hostname, port)
+    hostname = parts.hostname or ""
+    address = _checked_address(hostname, port)
     timeout = urllib3.Timeout(total=settings.JOB_CALLBACK_TIMEOUT_SECONDS)
+    pool: urllib3.HTTPConnectionPool
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             address,
             port,
             timeout=timeout,
             retries=False,
-            server_hostname=parts.hostname,
-            assert_hostname=parts.hostname,
+            server_hostname=hostname,
+            assert_hostname=hostname,
         )
     else:
         pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
     default_port = port == (443 if parts.scheme == "https" else 80)
-    host = parts.hostname if default_port else f"{parts.hostname}:{port}"
+    host = hostname if default_port else f"{hostname}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         response = pool.urlopen(
@@ -161,7 +164,7 @@ def deliver_callback(job_id, *, document: Callable[[PredictionJob], dict]) -> No
         "User-Agent": "Modelport-Callback/1",
         SIGNATURE_HEADER: sign(body, timestamp),
     }
-    attempt = {"at": timezone.now().isoformat(), "status_code": None, "error": ""}
+    attempt: dict[str, Any] = {"at": timezone.now().isoformat(), "status_code": None, "error": ""}
     try:
         attempt["status_code"] = _post(job.callback_url, body, headers)
     except CallbackNotAllowed as exc:
