@@ -57,7 +57,7 @@ def test_accepting_only_problems_still_gets_the_registry_listing(api_client, reg
     response = api_client.get("/api/v1/models/", HTTP_ACCEPT=PROBLEM)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert [model["name"] for model in response.json()] == ["house-prices"]
+    assert [model["name"] for model in response.json()["results"]] == ["house-prices"]
 
 
 @pytest.mark.parametrize("accept", ["text/csv", "application/vnd.apache.parquet"])
