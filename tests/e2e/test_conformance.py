@@ -2,6 +2,8 @@
 operation, through nginx, never get a 5xx, and every answer has a documented status, media type
 and body shape."""
 
+import json
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -22,6 +24,13 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
+
+
+@schemathesis.serializer("application/x-ndjson")
+def json_lines(ctx, value) -> bytes:
+    """A generated JSON lines body: one JSON value per line (a list is several lines)."""
+    values = value if isinstance(value, list) else [value]
+    return "".join(json.dumps(item) + "\n" for item in values).encode()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import boto3
 import pandas as pd
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import override_settings
 from moto.server import ThreadedMotoServer
 from redis import Redis
 from rq import Queue, Worker
@@ -83,10 +82,12 @@ def s3_env(s3_endpoint, monkeypatch) -> dict:
 def s3_storage(s3_env, settings):
     """This process stores through the bucket too, as the settings make of the same env."""
     backend, options = storage_backend("s3")
-    storages = {**settings.STORAGES, "default": {"BACKEND": backend, "OPTIONS": options}}
-    with override_settings(STORAGES=storages):
-        assert storage.local_path("x") is None  # no local path: the storage API only
-        yield
+    # Through pytest-django's `settings`, like the tests' own changes, so that every override is
+    # undone in reverse order: an override_settings() here, left before a later `settings.X = ...`
+    # was undone, came back with it and kept the bucket for the tests after these.
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": backend, "OPTIONS": options}}
+    assert storage.local_path("x") is None  # no local path: the storage API only
+    return settings
 
 
 @pytest.fixture
