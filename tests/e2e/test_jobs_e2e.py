@@ -67,6 +67,15 @@ def test_job_through_nginx_is_scored_by_the_worker(e2e_stack, client_headers, ho
     assert download.status == 200 and download.body.count(b"\n") == 2001
 
 
+def _started(pid: int) -> int:
+    """When a process started, in clock ticks since boot (/proc/PID/stat, field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def _scoring_horse(worker_pid: int) -> int | None:
     """The work-horse process of the RQ worker while it scores the first chunk (or None)."""
     connection = django_rq.get_connection("default")
@@ -82,7 +91,9 @@ def _scoring_horse(worker_pid: int) -> int | None:
         if job is None or not job.func_name.endswith("score_chunk") or job.args[1] != 0:
             return None
         children = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
-        return int(children[0]) if children else None
+        # The worker's children: its scheduler (started with the worker, --with-scheduler) and
+        # the work horse of the current job, the youngest.
+        return max(map(int, children), key=_started, default=None)
     return None
 
 
