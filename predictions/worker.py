@@ -3,11 +3,18 @@ serves the worker's Prometheus metrics (its process tree, the queues, jobs by st
 
 RQ runs every job in a freshly forked horse, so a model loaded inside a job is loaded again by
 the next one. Loaded in the worker itself, it is inherited by every horse (copy-on-write).
+
+RQ's own loop retries a lost Redis only inside part of its wait for a job; a Redis error
+anywhere else (finishing a job, a heartbeat, the suspension check, maintenance, setting the
+worker's state) ends the worker. Ours carries on through those: the job in flight may be lost (its
+status says so, see services.queue.is_alive), and the wait for the next job retries Redis, backing
+off up to MAX_REDIS_WAIT_SECONDS, until it is back.
 """
 
 import gc
 import logging
 import os
+import time
 
 import django_rq
 from django.conf import settings
@@ -26,9 +33,12 @@ from .services.queue import LOG_CONTEXT_META
 
 logger = logging.getLogger(__name__)
 HORSE = "horse"
+MAX_REDIS_WAIT_SECONDS = 10.0  # RQ's default is 60: back within seconds of Redis
 
 
 class ModelportWorker(Worker):
+    max_connection_wait_time = MAX_REDIS_WAIT_SECONDS
+
     def work(self, *args, **kwargs):
         if settings.WORKER_METRICS_PORT:
             if metrics.MULTIPROCESS_DIR:
@@ -49,6 +59,40 @@ class ModelportWorker(Worker):
         return super().work(*args, **kwargs)
 
     def execute_job(self, job, queue):
+        try:
+            return self._execute_job(job, queue)
+        except RedisError as exc:
+            logger.error("Redis went away during job %s; the worker carries on: %s", job.id, exc)
+
+    def dequeue_job_and_maintain_ttl(self, *args, **kwargs):
+        wait_seconds = 1.0
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(*args, **kwargs)
+            except RedisError as exc:
+                logger.error("Redis did not answer, retrying in %.0f s: %s", wait_seconds, exc)
+                time.sleep(wait_seconds)  # a backoff, as RQ's own
+                wait_seconds = min(wait_seconds * 2, MAX_REDIS_WAIT_SECONDS)
+
+    def heartbeat(self, *args, **kwargs):
+        try:
+            return super().heartbeat(*args, **kwargs)
+        except RedisError as exc:
+            logger.warning("heartbeat not sent, Redis did not answer: %s", exc)
+
+    def check_for_suspension(self, burst):
+        try:
+            return super().check_for_suspension(burst)
+        except RedisError as exc:
+            logger.warning("suspension not checked, Redis did not answer: %s", exc)
+
+    def run_maintenance_tasks(self):
+        try:
+            return super().run_maintenance_tasks()
+        except RedisError as exc:
+            logger.warning("maintenance put off, Redis did not answer: %s", exc)
+
+    def _execute_job(self, job, queue):
         # The worker's lines about the step and the horse's (forked inside) carry the context of
         # the request that queued the job, our job id and the step's RQ id.
         fields = dict(job.meta.get(LOG_CONTEXT_META) or {})

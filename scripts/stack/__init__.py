@@ -103,6 +103,7 @@ class Stack:
         data_dir = self.workdir / "redis"
         data_dir.mkdir(exist_ok=True)
         socket_path = data_dir / "redis.sock"
+        socket_path.unlink(missing_ok=True)  # a killed server leaves it behind
         process = self.launch("redis", redis_command(socket_path, data_dir))
         wait_for_path(
             socket_path, process=process, timeout_seconds=STARTUP_SECONDS, log_dir=self.log_dir
