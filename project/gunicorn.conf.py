@@ -54,6 +54,11 @@ max_requests_jitter = max_requests // 2
 # to boot (a few seconds) at several hundred requests per second.
 _handoff_requests = max(1, _env_int("WEB_RECYCLE_HANDOFF_REQUESTS", max_requests // 10))
 
+# The longest request line gunicorn takes (its default is 4094): nginx refuses longer than its
+# 8 KB header buffers itself, in problem+json (uri_too_long), so a long GET predict query is
+# never gunicorn's plain-text 400.
+limit_request_line = 8190
+
 # Several instances run on one machine and would share the default control socket path;
 # nothing here uses gunicornc.
 control_socket_disable = True

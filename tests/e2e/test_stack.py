@@ -115,6 +115,19 @@ def test_trace_gets_a_problem_json_405_with_allow(e2e_stack):
     assert response.json()["code"] == "method_not_allowed"
 
 
+def test_long_urls_get_problem_json_from_the_app_or_from_nginx(e2e_stack):
+    """Up to nginx's 8 KB the app reads the URL (here: the 401 of a GET predict without a
+    token, not gunicorn's plain-text 400 past its default 4 KB); longer, nginx's 414."""
+    path = "/api/v1/models/house-prices/predict?area="
+    read = e2e_stack.request("GET", path + "1" * (6 * 1024))
+    refused = e2e_stack.request("GET", path + "1" * (10 * 1024))
+
+    assert (read.status, read.json()["code"]) == (401, "not_authenticated")
+    assert refused.status == 414
+    assert refused.headers["Content-Type"].startswith(PROBLEM_JSON)
+    assert refused.json()["code"] == "uri_too_long"
+
+
 def test_a_request_nginx_cannot_read_gets_a_problem_json_400(e2e_stack):
     host, port = e2e_stack.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as connection:
