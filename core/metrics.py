@@ -143,6 +143,16 @@ JOB_ROWS_PER_SECOND = Histogram(
     buckets=(100, 1_000, 10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000),
 )
 
+MIB = 1024 * 1024
+HORSE_PEAK_RSS = Histogram(
+    "modelport_rq_horse_peak_rss_bytes",
+    "Peak resident memory of each RQ work horse (one per job step), by task, as the worker "
+    "reaped it (wait4's ru_maxrss).",
+    ["task"],
+    # 300 MiB: the target of bench/jobs, so the count above it is one subtraction away.
+    buckets=tuple(n * MIB for n in (32, 64, 128, 192, 256, 300, 384, 512, 1_024, 2_048, 4_096)),
+)
+
 
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
@@ -234,3 +244,9 @@ def job_finished(*, job, status: str) -> None:
         seconds = max((job.finished_at - job.created_at).total_seconds(), 1e-6)
         JOB_DURATION.labels(*labels).observe(seconds)
         JOB_ROWS_PER_SECOND.labels(*labels).observe((job.rows_total or 0) / seconds)
+
+
+def observe_horse_peak(*, task: str, rss_bytes: int) -> None:
+    """One RQ work horse's peak resident memory, once its worker has reaped it."""
+    if _enabled():
+        HORSE_PEAK_RSS.labels(task).observe(rss_bytes)

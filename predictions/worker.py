@@ -1,8 +1,13 @@
 """The RQ worker class: loads the default models once, before it forks work horses, and
-serves the worker's Prometheus metrics (its process tree, the queues, jobs by status).
+serves the worker's Prometheus metrics (its process tree, the queues, jobs by status, and the
+peak memory of each horse it reaped).
 
 RQ runs every job in a freshly forked horse, so a model loaded inside a job is loaded again by
 the next one. Loaded in the worker itself, it is inherited by every horse (copy-on-write).
+
+Each horse's peak RSS comes from the kernel when the worker reaps it (wait4's rusage), so even a
+horse that lives a few milliseconds is counted: a log line (read_horse_peaks() reads them back)
+and the histogram modelport_rq_horse_peak_rss_bytes.
 
 RQ's own loop retries a lost Redis only inside part of its wait for a job; a Redis error
 anywhere else (finishing a job, a heartbeat, the suspension check, maintenance, setting the
@@ -14,6 +19,7 @@ off up to MAX_REDIS_WAIT_SECONDS, until it is back.
 import gc
 import logging
 import os
+import re
 import time
 
 import django_rq
@@ -34,10 +40,12 @@ from .services.queue import LOG_CONTEXT_META
 logger = logging.getLogger(__name__)
 HORSE = "horse"
 MAX_REDIS_WAIT_SECONDS = 10.0  # RQ's default is 60: back within seconds of Redis
+HORSE_PEAK_LINE = re.compile(r"work horse (\d+) of (\S+) exited: peak RSS ([0-9.]+) MiB")
 
 
 class ModelportWorker(Worker):
     max_connection_wait_time = MAX_REDIS_WAIT_SECONDS
+    _horse_peak_rss_bytes = 0  # of the horse being monitored, once reaped
 
     def work(self, *args, **kwargs):
         if settings.WORKER_METRICS_PORT:
@@ -108,10 +116,30 @@ class ModelportWorker(Worker):
         return super().main_work_horse(job, queue)
 
     def monitor_work_horse(self, job, queue):
+        horse_pid, self._horse_peak_rss_bytes = self.horse_pid, 0
         try:
             return super().monitor_work_horse(job, queue)
         finally:
             metrics.mark_process_dead(HORSE)
+            self._report_horse_peak(job, horse_pid)
+
+    def wait_for_horse(self):
+        pid, status, rusage = super().wait_for_horse()
+        if pid and rusage is not None:
+            # ru_maxrss is in KiB (Linux). A forked child's count starts from its own pages, not
+            # from its parent's peak; the pages it shares with the worker count, as in VmHWM.
+            peak = rusage.ru_maxrss * 1024
+            self._horse_peak_rss_bytes = max(self._horse_peak_rss_bytes, peak)
+        return pid, status, rusage
+
+    def _report_horse_peak(self, job, horse_pid: int) -> None:
+        peak = self._horse_peak_rss_bytes
+        if not peak:
+            return  # not reaped here: the wait ended in an error
+        logger.info(
+            "work horse %d of %s exited: peak RSS %.1f MiB", horse_pid, job.id, peak / metrics.MIB
+        )
+        metrics.observe_horse_peak(task=job.func_name.rsplit(".", 1)[-1], rss_bytes=peak)
 
 
 class QueueCollector:
@@ -148,6 +176,15 @@ class QueueCollector:
             logger.warning("job metrics left out, the database did not answer: %s", exc)
         finally:
             connection.close()  # each scrape runs in a new thread of the metrics server
+
+
+def read_horse_peaks(log_text: str) -> list[tuple[int, str, int]]:
+    """(pid, RQ job id, peak RSS in bytes) of every horse a worker's log lines say it reaped, in
+    order: what bench/jobs and the e2e tests read."""
+    return [
+        (int(pid), rq_job_id, round(float(mib) * metrics.MIB))
+        for pid, rq_job_id, mib in HORSE_PEAK_LINE.findall(log_text)
+    ]
 
 
 def worker_registry() -> CollectorRegistry:

@@ -6,8 +6,10 @@ starts that many `scripts/worker` processes (RQ workers), submits the CSV throug
 (POST /api/v1/models/house-prices/jobs, multipart field `file`), polls the job until it has
 succeeded (bounded by a deadline), downloads the result and compares it with the predictions of
 this process. Meanwhile a thread samples /proc: the gunicorn workers while they receive the upload,
-the RQ workers and their work horses (one forked child per RQ job) throughout. Next to it, the
-in-process figure: the same CSV read with pandas and scored by the same pipeline in one thread.
+the RQ workers and their work horses (one forked child per RQ job) throughout; each worker logs
+the peak RSS of every horse it reaps (wait4), which the report takes for the horses' peaks. Next
+to it, the in-process figure: the same CSV read with pandas and scored by the same pipeline in one
+thread.
 
 Every process started here is stopped by PID at the end, on errors and on Ctrl-C too, and the
 jobs it created are deleted (rows and files). Run it with ./scripts/bench jobs; see

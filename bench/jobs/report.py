@@ -158,11 +158,13 @@ def describe_memory(run: JobRun) -> list[str]:
     """Memory of the RQ workers, their horses by step, and the web workers."""
     processes = run.processes or []
     workers = [p for p in processes if p.parent == 0]
-    horses = [p for p in processes if p.parent != 0]
+    horses = [p for p in processes if p.is_horse]
+    others = [p for p in processes if p.parent != 0 and not p.is_horse]
     memory_parts = [
         f"{p.role} RSS {mib(p.first_rss):.0f} MiB at the start, peak {mib(p.peak):.0f} MiB"
         for p in sorted(workers, key=lambda p: p.role)
     ]
+    memory_parts += [f"{p.role} ({p.step}) peak {mib(p.peak):.0f} MiB" for p in others]
     by_step: dict[str, int] = {}
     for horse in horses:
         kind = horse.step.split("-")[0] if horse.step else "?"
@@ -173,6 +175,8 @@ def describe_memory(run: JobRun) -> list[str]:
             + ", ".join(f"{kind} {mib(peak):.0f} MiB" for kind, peak in sorted(by_step.items()))
         )
     lines = ["  memory: " + "; ".join(memory_parts)]
+    if run.reaped:
+        lines.append("  " + describe_reaped(run.reaped))
     chunk_horses = [h for h in horses if h.step.startswith("chunk-")]
     if chunk_horses:
         lines.append(
@@ -186,6 +190,17 @@ def describe_memory(run: JobRun) -> list[str]:
         f"{mib(run.other_web_growth):.1f} MiB"
     )
     return lines
+
+
+def describe_reaped(reaped: dict[int, tuple[str, int]]) -> str:
+    """Every horse's peak as its worker reaped it (wait4's ru_maxrss), the highest by step."""
+    by_step: dict[str, int] = {}
+    for step, peak in reaped.values():
+        kind = step.split("-")[0]
+        by_step[kind] = max(by_step.get(kind, 0), peak)
+    return f"{len(reaped)} horses reaped (peak RSS from wait4, none missed): " + ", ".join(
+        f"{kind} {mib(peak):.0f} MiB" for kind, peak in sorted(by_step.items())
+    )
 
 
 def print_report(args, version, background: float | None, limit: dict, chunk: dict, runs) -> int:
@@ -204,8 +219,8 @@ def print_report(args, version, background: float | None, limit: dict, chunk: di
         f"in-process: pandas.read_csv {limit['read_seconds']:.2f} s + predict "
         f"{limit['predict_seconds']:.2f} s, 1 thread ({limit['cpu_seconds']:.2f} CPU s), RSS "
         f"growth {mib(limit['rss_growth_bytes']):.0f} MiB; end-to-end = submit start until "
-        f"`succeeded` is seen (polled every {args.poll:g} s); RSS in MiB from /proc, horses "
-        f"sampled every {args.sample_ms:g} ms"
+        f"`succeeded` is seen (polled every {args.poll:g} s); RSS in MiB: workers from /proc, "
+        f"horses as their worker reaped them (wait4), also sampled every {args.sample_ms:g} ms"
     )
     print(format_table(rows))
     print()

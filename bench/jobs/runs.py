@@ -1,5 +1,7 @@
 """One job of the jobs bench: start N RQ workers, submit the CSV, follow the job to its end
-with /proc sampling, and check the result against the in-process predictions."""
+with /proc sampling, read the peak of every work horse from the workers' logs (each worker logs
+a horse's wait4 ru_maxrss when it reaps it), and check the result against the in-process
+predictions."""
 
 import argparse
 import json
@@ -65,7 +67,8 @@ class JobRun:
     rq_cpu_seconds: float | None = None
     bench_cpu_seconds: float = 0.0  # this process: upload, polls, /proc sampling
     other_cpus: float | None = None
-    processes: list | None = None  # ProcessPeak of the RQ workers and their horses
+    processes: list | None = None  # ProcessPeak of the RQ workers and their children, sampled
+    reaped: dict | None = None  # horse pid -> (step, peak RSS bytes), as its worker logged it
     steps: list | None = None
     model_loads: list | None = None  # seconds of each model load the workers logged
     max_abs_diff: float | None = None
@@ -83,8 +86,11 @@ class JobRun:
         return self.web_peak - self.web_rss_before
 
     def peak(self, horses: bool) -> int:
-        """The highest peak of the RQ workers, or of their horses."""
-        chosen = [p.peak for p in self.processes or [] if (p.parent != 0) == horses]
+        """The highest peak of the RQ workers, or of their horses: as the workers logged them
+        when they reaped them (every horse, to the page), else as sampled."""
+        if horses and self.reaped:
+            return max(peak for _, peak in self.reaped.values())
+        chosen = [p.peak for p in self.processes or [] if p.is_horse == horses]
         return max(chosen, default=0)
 
 
@@ -135,10 +141,10 @@ def rq_steps(job_id: str, chunks: int, redis_url: str, worker_names: dict[int, s
 
 
 def label_horses(processes: list[ProcessPeak], steps: list[Step], margin: float) -> None:
-    """Name the RQ job each horse ran: the step of its worker its lifetime overlaps most."""
+    """Name the RQ job each sampled horse ran: the step of its worker its lifetime overlaps most."""
     roles = {p.pid: p.role for p in processes if p.parent == 0}
     for horse in processes:
-        if horse.parent == 0:
+        if not horse.is_horse:
             continue
         worker = roles.get(horse.parent, "")
         best, best_overlap = "", 0.0
@@ -153,10 +159,41 @@ def label_horses(processes: list[ProcessPeak], steps: list[Step], margin: float)
         horse.step = best or "?"
 
 
-def wait_for_no_horses(worker_pids, seconds: float = 10) -> None:
-    """After the job: wait until the last horse has exited (so its CPU time is counted)."""
+def reaped_horses(log_texts: list[str], job_id: str) -> dict[int, tuple[str, int]]:
+    """The job's horses as the workers' logs say they reaped them: pid -> (step, peak RSS)."""
+    from predictions.worker import read_horse_peaks
+
+    prefix = f"{job_id}-"
+    return {
+        pid: (rq_id.removeprefix(prefix), peak)
+        for text in log_texts
+        for pid, rq_id, peak in read_horse_peaks(text)
+        if rq_id.startswith(prefix)
+    }
+
+
+def mark_horses(processes: list[ProcessPeak], reaped: dict[int, tuple[str, int]]) -> None:
+    """With the workers' logs: a child that is no horse is RQ's scheduler (--with-scheduler);
+    a horse's step is the one its worker logged."""
+    for process in processes:
+        if process.parent != 0:
+            process.is_horse = process.pid in reaped
+            process.step = reaped[process.pid][0] if process.is_horse else "scheduler"
+
+
+def worker_logs(stack: Stack, workers) -> list[str]:
+    """The log of each RQ worker (its horses' lines included)."""
+    return [(stack.log_dir / f"{name}.log").read_text(errors="replace") for name in workers]
+
+
+def wait_for_reaped(stack: Stack, workers, job_id: str, seconds: float = 10) -> None:
+    """After the job: wait until the workers have reaped every horse of it (and logged its peak),
+    so that its CPU time is counted. The finish step is the last."""
     deadline = time.monotonic() + seconds
-    while any(children(pid) for pid in worker_pids) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        steps = {step for step, _ in reaped_horses(worker_logs(stack, workers), job_id).values()}
+        if "finish" in steps:
+            return
         time.sleep(0.02)  # the polling interval of a condition wait
 
 
@@ -242,7 +279,7 @@ def submit_and_wait(run: JobRun, target: Target, workers: dict[str, int], webs: 
     run.instance = ports.get(int(upstream.rsplit(":", 1)[-1] or 0), "")
     job, run.polls = wait_for_job(url + job["url"], token, deadline, workers, stack, args.poll)
     run.seconds = time.perf_counter() - started
-    wait_for_no_horses(workers.values())
+    wait_for_reaped(stack, workers, run.job_id)
     return job, web_peaks, after
 
 
@@ -278,17 +315,16 @@ def record_job(run: JobRun, job: dict) -> None:
 
 
 def record_steps(run: JobRun, stack: Stack, workers: dict[str, int], margin: float) -> None:
-    """The job's RQ jobs (which worker, when), the step of each horse, the model loads logged."""
+    """The job's RQ jobs (which worker, when), each horse's step and logged peak, the model
+    loads logged."""
     names = {pid: name for name, pid in workers.items()}
     run.steps = rq_steps(run.job_id, chunks_total(run.job_id), stack.env["REDIS_URL"], names)
+    logs = worker_logs(stack, workers)
+    run.reaped = reaped_horses(logs, run.job_id)
     label_horses(run.processes, run.steps, margin)
-    run.model_loads = [
-        float(match)
-        for name in workers
-        for match in MODEL_LOADED.findall(
-            (stack.log_dir / f"{name}.log").read_text(errors="replace")
-        )
-    ]
+    if run.reaped:
+        mark_horses(run.processes, run.reaped)
+    run.model_loads = [float(match) for text in logs for match in MODEL_LOADED.findall(text)]
 
 
 def check_result(run: JobRun, target: Target, url: str) -> None:

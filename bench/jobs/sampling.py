@@ -83,6 +83,7 @@ class ProcessPeak:
     cpu_first: float = 0.0  # CPU seconds (utime + stime) at the first and the last sample
     cpu_last: float = 0.0
     step: str = ""  # for a work horse: the RQ job it ran (plan, chunk-N, finish)
+    is_horse: bool = False  # a descendant of a worker; not RQ's scheduler (known from the logs)
 
     @property
     def peak(self) -> int:
@@ -142,7 +143,9 @@ class MemorySampler:
         cpu = cpu_seconds(pid, reaped=False)
         peak = self.seen.get(pid)
         if peak is None:
-            peak = self.seen[pid] = ProcessPeak(pid, role, parent, now, now, rss, rss, hwm)
+            peak = self.seen[pid] = ProcessPeak(
+                pid, role, parent, now, now, rss, rss, hwm, is_horse=parent != 0
+            )
             # A horse is seen first a moment after its fork: count its CPU from 0.
             peak.cpu_first = (cpu or 0.0) if parent == 0 else 0.0
         peak.last_seen, peak.samples = now, peak.samples + 1

@@ -1,10 +1,15 @@
-"""bench/wrk.py's wrk output parser, on real wrk output (the benchmark itself is not a test)."""
+"""bench/wrk.py's wrk output parser, on real wrk output, the soak's figures, and the jobs
+bench's memory figures from the workers' logs (the benchmarks themselves are not tests)."""
 
 import numpy as np
 import pytest
 
+from bench.jobs.report import describe_memory, report_rows
+from bench.jobs.runs import JobRun, mark_horses, reaped_horses
+from bench.jobs.sampling import ProcessPeak
 from bench.soak import Window, growth_per_worker, merged_percentile
 from bench.wrk import parse_wrk_output
+from core.metrics import MIB
 
 # wrk 4.1.0 --latency with bench/post.lua: single rows at c=1 through nginx.
 GOOD_RUN = """\
@@ -119,3 +124,46 @@ def test_soak_overall_p99_is_the_p99_of_every_request_not_of_the_windows():
 
 def test_soak_overall_p99_needs_the_tails():
     assert merged_percentile([Window(10, 1, 1, 1, 1, 0, 0)], 99) is None
+
+
+JOB = "0b7c6f2e-8a1d-4c3e-9f00-123456789abc"
+WORKER_LOG = f"""\
+2026-12-03 12:43:04,561 INFO rq.scheduler [-] Scheduler for default started with PID 30
+2026-12-03 12:43:21,640 INFO predictions.worker [r1] work horse 31 of {JOB}-plan exited: \
+peak RSS 214.6 MiB
+2026-12-03 12:43:22,100 INFO predictions.worker [r1] work horse 32 of {JOB}-chunk-0 exited: \
+peak RSS 288.8 MiB
+2026-12-03 12:43:22,300 INFO predictions.worker [r9] work horse 40 of other-chunk-0 exited: \
+peak RSS 999.0 MiB
+2026-12-03 12:43:25,900 INFO predictions.worker [r1] work horse 33 of {JOB}-finish exited: \
+peak RSS 273.1 MiB
+"""
+
+
+def sampled(pid: int, parent: int, peak_mib: float) -> ProcessPeak:
+    peak = round(peak_mib * MIB)
+    return ProcessPeak(pid, "rq1of1", parent, 0.0, 1.0, peak, peak, peak, is_horse=parent != 0)
+
+
+def test_the_jobs_bench_takes_every_horse_peak_from_the_workers_logs():
+    run = JobRun(workers=1, job_id=JOB, rows=1, seconds=1.0, correct=True)
+    # The sampler missed the peak of the chunk horse and saw RQ's scheduler as a child.
+    run.processes = [sampled(20, 0, 299.1), sampled(30, 20, 205.2), sampled(32, 20, 250.0)]
+    run.reaped = reaped_horses([WORKER_LOG], JOB)
+    mark_horses(run.processes, run.reaped)
+    assert run.reaped == {
+        31: ("plan", round(214.6 * MIB)),
+        32: ("chunk-0", round(288.8 * MIB)),
+        33: ("finish", round(273.1 * MIB)),
+    }
+    assert [(p.pid, p.is_horse, p.step) for p in run.processes[1:]] == [
+        (30, False, "scheduler"),
+        (32, True, "chunk-0"),
+    ]
+    assert run.peak(horses=True) == round(288.8 * MIB)
+    assert run.peak(horses=False) == round(299.1 * MIB)
+    rows = {row.label: row for row in report_rows([run], {"seconds": 1.0, "rows_per_second": 1.0})}
+    assert rows["1 worker: work horse peak RSS"].measured == pytest.approx(288.8)
+    memory = "\n".join(describe_memory(run))
+    assert "3 horses reaped" in memory and "chunk 289 MiB" in memory
+    assert "(scheduler) peak 205 MiB" in memory

@@ -1,19 +1,22 @@
 """The RQ worker survives a Redis that goes away (RQ's own loop quits on most of its Redis calls):
 each step that talks to Redis logs and goes on, and the wait for a job retries until Redis is back
-on the same socket, as a supervisor would restart it."""
+on the same socket, as a supervisor would restart it. It reports the peak memory of every work
+horse it reaps."""
 
 import logging
 import subprocess
 import threading
 
 import pytest
+from prometheus_client import REGISTRY
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from predictions.worker import ModelportWorker
+from core.metrics import MIB
+from predictions.worker import ModelportWorker, read_horse_peaks
 from scripts.stack.commands import redis_command
 from scripts.stack.processes import wait_for_path
 
@@ -99,3 +102,43 @@ def test_the_wait_for_a_job_retries_until_redis_is_back(redis_server, worker_and
         restarter.join()
         logging.getLogger("predictions.worker").removeHandler(retry_seen)
     assert job.id == enqueued[0].id
+
+
+ALLOCATED_MIB = 64
+
+
+def allocate(mib: int) -> int:
+    """An RQ job that touches `mib` MiB (every page) and returns their size."""
+    block = bytearray(mib * MIB)
+    block[::4096] = b"x" * len(block[::4096])
+    return len(block)
+
+
+def horse_peaks_observed(task: str) -> float:
+    return REGISTRY.get_sample_value("modelport_rq_horse_peak_rss_bytes_count", {"task": task}) or 0
+
+
+def test_the_peak_of_each_horse_is_logged_and_observed(worker_and_queue, caplog):
+    worker, queue = worker_and_queue
+    before = horse_peaks_observed("allocate")
+    job = queue.enqueue("tests.unit.test_worker.allocate", ALLOCATED_MIB)
+    with caplog.at_level(logging.INFO, logger="predictions.worker"):
+        worker.execute_job(job, queue)
+    assert job.get_status() == "finished"
+    [(_, rq_job_id, peak)] = read_horse_peaks(caplog.text)
+    assert rq_job_id == job.id
+    assert peak >= ALLOCATED_MIB * MIB  # every page the horse touched, however briefly
+    assert horse_peaks_observed("allocate") == before + 1
+
+
+def test_read_horse_peaks_reads_text_and_json_lines():
+    log = (
+        "2026-01-01 INFO predictions.worker [-] work horse 11 of j-chunk-0 exited: "
+        "peak RSS 120.5 MiB\n"
+        "2026-01-01 INFO rq.worker [-] Job OK (j-chunk-0)\n"
+        '{"level": "INFO", "message": "work horse 12 of j-finish exited: peak RSS 80.0 MiB"}\n'
+    )
+    assert read_horse_peaks(log) == [
+        (11, "j-chunk-0", round(120.5 * MIB)),
+        (12, "j-finish", 80 * MIB),
+    ]
