@@ -168,7 +168,8 @@ def measure(args) -> int:
         print(f"bench: writing {args.rows:,} rows as {args.files} Parquet files ...", flush=True)
         write_dataset(folder, rows=args.rows, files=args.files, names=names)
         print(f"bench: in-process {MODEL} v{version.number}, 1 thread ...", flush=True)
-        limit, expected = in_process(predictor.estimator, folder, names)
+        sklearn = getattr(predictor, "fallback", predictor)  # ONNX serves beside it
+        limit, expected = in_process(sklearn.estimator, folder, names)
         dask_runs = [
             run_with_workers(count, version, folder, expected, args.partition_rows)
             for count in args.workers
