@@ -6,6 +6,7 @@ They start once, on free ports, and stop by PID at the end. Tests that write row
 must see use @pytest.mark.django_db(transaction=True).
 """
 
+import contextlib
 import os
 import time
 import uuid
@@ -48,6 +49,24 @@ def total(samples: dict, name: str, **labels) -> float:
 def scrape_instances(stack) -> list[dict]:
     """The /metrics samples of each web instance, scraped directly."""
     return [scrape(f"{url}/metrics") for url in stack.instance_urls]
+
+
+@contextlib.contextmanager
+def stack_of_its_own(e2e_stack, workdir: Path, **worker_options):
+    """nginx -> 1 instance and 1 worker (start_workers' options) on a redis-server of this
+    stack's own, so that only this worker takes its jobs; stopped by PID at the end."""
+    env = {key: value for key, value in e2e_stack.env.items() if key != "REDIS_URL"}
+    stack = Stack(workdir, env)
+    try:
+        stack.start_redis()
+        [port] = stack.start_instances(1)
+        stack.env["MONITORED_INSTANCES"] = f"http://127.0.0.1:{port}"
+        stack.start_workers(1, **worker_options)
+        stack.start_nginx([port])
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
 
 
 def wait_for(condition, what: str, deadline_seconds: float = STARTUP_SECONDS):

@@ -12,9 +12,9 @@ import pytest
 from core.authentication import create_token
 from modelregistry.demo import house_prices_data
 from predictions.models import PredictionJob
-from scripts.stack import Stack, http_request
+from scripts.stack import http_request
 
-from .conftest import wait_for
+from .conftest import stack_of_its_own, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -25,18 +25,8 @@ ANSWER_SECONDS = 10  # a hung client would block here: REDIS_TIMEOUT_SECONDS is 
 @pytest.fixture
 def fault_stack(e2e_stack, tmp_path):
     """nginx -> 1 instance and 1 worker on a redis-server of this stack's own."""
-    env = {key: value for key, value in e2e_stack.env.items() if key != "REDIS_URL"}
-    stack = Stack(tmp_path / "faults", env)
-    try:
-        stack.start_redis()
-        [port] = stack.start_instances(1)
-        stack.env["MONITORED_INSTANCES"] = f"http://127.0.0.1:{port}"
-        stack.start_workers(1)
-        stack.start_nginx([port])
-        stack.wait_ready()
+    with stack_of_its_own(e2e_stack, tmp_path / "faults") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

@@ -25,9 +25,8 @@ from core.metrics import MIB
 from modelregistry.demo import house_prices_data
 from predictions.models import PredictionJob
 from predictions.worker import read_horse_peaks
-from scripts.stack import Stack
 
-from .conftest import scrape, total, wait_for
+from .conftest import scrape, stack_of_its_own, total, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -44,18 +43,10 @@ def big_job_stack(e2e_stack, promoted_model, tmp_path):
     """nginx (the real body limit) -> 1 instance, and 1 worker on a redis-server of this stack's
     own, so that only this worker takes the job's steps; started after the model is promoted, so
     the worker loads it before forking, as in production."""
-    env = {key: value for key, value in e2e_stack.env.items() if key != "REDIS_URL"}
-    stack = Stack(tmp_path / "big-job", env)
-    try:
-        stack.start_redis()
-        [port] = stack.start_instances(1)
-        stack.env["MONITORED_INSTANCES"] = f"http://127.0.0.1:{port}"
-        stack.start_workers(1, names=["worker"], serve_metrics=True)
-        stack.start_nginx([port])
-        stack.wait_ready()
+    with stack_of_its_own(
+        e2e_stack, tmp_path / "big-job", names=["worker"], serve_metrics=True
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
