@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 from core import exposition
 from predictions import worker
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 DASHBOARD = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
 ALERT_RULES = [
     rule for group in yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"]
@@ -146,3 +147,23 @@ def test_alerts_use_only_defined_metrics(defined_metrics):
     queries = [(rule["alert"], rule["expr"]) for rule in ALERT_RULES]
     unknown = unknown_metrics(queries, defined_metrics)
     assert not unknown, f"metrics that the collectors do not define: {unknown}"
+
+
+def apt_packages(script: str, variable: str) -> set[str]:
+    """The Debian packages a set-up script may install: what it adds to its package list."""
+    text = (ROOT / "scripts" / script).read_text()
+    return {
+        name for names in re.findall(rf"{variable}\+=\(([^)]*)\)", text) for name in names.split()
+    }
+
+
+def test_running_installs_no_browser_and_no_prometheus_and_no_recommends():
+    assert apt_packages("setup", "packages") == {
+        "redis-server",
+        "nginx",
+        "python3.11",
+        "python3.11-venv",
+    }
+    assert apt_packages("setup-test", "test_packages") == {"chromium", "prometheus"}
+    installs = re.findall(r"apt-get install[^\n]*", (ROOT / "scripts" / "setup").read_text())
+    assert installs and all("--no-install-recommends" in line for line in installs)
