@@ -146,6 +146,11 @@ def _tensor(item, index: int) -> tuple[str, str, list[int], np.ndarray]:
     return name, datatype, shape, values
 
 
+def _plain(value):
+    """A tensor's value as JSON would have given it (a numpy number as a Python one)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _kind(datatype: str) -> str:
     return "string" if datatype == "BYTES" else "number"
 
@@ -192,7 +197,10 @@ def read_inference_request(body: bytes, charset: str | None = None) -> ParsedInp
                 raise _input_error(
                     WrongShape, name, f"{shape[0]} rows, but input '{tensors[0][0]}' has {rows}."
                 )
-        parsed.frame = pd.DataFrame({name: values for name, _, _, values in tensors})
+        if rows == 1:  # one row: a record, checked without pandas (validation.check_record)
+            parsed.record = {name: _plain(values[0]) for name, _, _, values in tensors}
+        else:
+            parsed.frame = pd.DataFrame({name: values for name, _, _, values in tensors})
         parsed.declared = {name: (_kind(datatype), datatype) for name, datatype, *_ in tensors}
     _read_outputs(data.get("outputs"), parsed)
     if "id" in data:

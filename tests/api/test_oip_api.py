@@ -185,6 +185,33 @@ def test_a_bad_value_fails_its_row_and_is_reported_in_parameters(
     assert [(e["row"], e["field"], e["code"]) for e in errors] == [(2, "med_inc", "not_finite")]
 
 
+@pytest.mark.parametrize("datatype", ["FP64", "FP32", "INT64"])
+def test_a_single_row_is_checked_and_scored_as_the_model(
+    registered_version, api_client, rows, house_model, datatype
+):
+    """One row takes the record path (no DataFrame): the same answers, datatypes and errors."""
+    row = rows.head(1).assign(house_age=rows["house_age"].head(1).round())
+    inputs = [
+        tensor(name, row[name].tolist(), datatype if name == "house_age" else None)
+        for name in row.columns
+    ]
+    if datatype == "INT64":
+        inputs[1]["data"] = [int(value) for value in inputs[1]["data"]]
+    response = post(api_client, {"inputs": inputs})
+    assert response.status_code == 200, response.content
+    expected = house_model.predict(row).tolist()
+    assert output(response.json(), "predict")["data"] == pytest.approx(expected, **REL)
+
+    inputs[0]["data"] = ["NaN!"]
+    failed = post(api_client, orjson.dumps({"inputs": inputs}).replace(b'"NaN!"', b"NaN"))
+    body = assert_problem(failed, 422, "no_valid_rows")
+    errors = orjson.loads(body["parameters"]["errors"])
+    assert [(e["row"], e["field"], e["code"]) for e in errors] == [(0, "med_inc", "not_finite")]
+
+    inputs[0] = tensor("med_inc", ["4.5"], "BYTES")
+    assert_problem(post(api_client, {"inputs": inputs}), 400, "wrong_datatype", "med_inc")
+
+
 def test_every_row_bad_is_422_problem(registered_version, api_client, rows):
     inputs = per_feature(rows.head(2))
     inputs[0]["data"] = ["NaN!", "NaN!"]
