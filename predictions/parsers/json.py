@@ -134,11 +134,37 @@ def _flat_key_count(data) -> int:
     return 0
 
 
+def _nested_key_count(data) -> int:
+    """Keys of every object parsed, down through objects and lists; a list that starts with a
+    value is not looked into (an object later in it goes uncounted, which only sends the body
+    to the exact parser). For envelopes with objects inside the listed items: Open Inference
+    tensors and their `parameters`."""
+    if type(data) is dict:
+        return len(data) + sum(
+            _nested_key_count(value) for value in data.values() if type(value) in (dict, list)
+        )
+    if data and type(data[0]) in (dict, list):
+        return sum(_nested_key_count(item) for item in data if type(item) in (dict, list))
+    return 0
+
+
+def _keys_match(body: bytes, data) -> bool:
+    """Whether the body's `":` are exactly the keys parsed (so none was dropped as a duplicate):
+    first counted cheaply (rows one level down), then, when that falls short, all the way down."""
+    colons = body.count(b'":')
+    if colons == _flat_key_count(data):
+        return True
+    try:
+        return colons == _nested_key_count(data)
+    except RecursionError:
+        return False
+
+
 def load_json(body: bytes):
     """Parse JSON with orjson; fall back to the exact parser when the fast one cannot be trusted.
 
     orjson keeps the last of duplicated keys silently, so the number of `":` in the body is
-    compared with the keys parsed: any difference (a duplicate, a nested object, a `":` inside a
+    compared with the keys parsed (`_keys_match`): any difference (a duplicate, a `":` inside a
     string, a key followed by spaces) sends the body through the exact parser instead. So does
     a run of number characters longer than MAX_NUMBER_CHARS: orjson reads any long float.
     """
@@ -147,7 +173,7 @@ def load_json(body: bytes):
     except orjson.JSONDecodeError:
         return _load_json_strictly(body)
     if (
-        body.count(b'":') != _flat_key_count(data)
+        not _keys_match(body, data)
         or _SPACED_KEY.search(body)
         or _LONG_NUMBER in body.translate(_NUMBER_BYTES)
     ):

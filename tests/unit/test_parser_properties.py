@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from core.errors import ServingError
 from predictions import formats, validation
+from predictions.errors import MalformedRequest
+from predictions.parsers import json as json_parser
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +81,53 @@ def test_arbitrary_json_gives_rows_or_a_client_error(value):
 def test_arbitrary_json_lines_give_rows_or_a_client_error(values):
     body = "\n".join(json.dumps(value) for value in values).encode()
     parse_and_check(body, "application/x-ndjson")
+
+
+def _with_a_repeated_key(value, at: int) -> str | None:
+    """The JSON text of `value` with the first key of its `at`-th object (in the text's order,
+    wrapping round) written twice, or None if it has no object with a key."""
+    objects = []
+
+    def collect(item):
+        if isinstance(item, dict):
+            if item:
+                objects.append(id(item))
+            for child in item.values():
+                collect(child)
+        elif isinstance(item, list):
+            for child in item:
+                collect(child)
+
+    collect(value)
+    if not objects:
+        return None
+    target = objects[at % len(objects)]
+
+    def write(item) -> str:
+        if isinstance(item, dict):
+            pairs = [f"{json.dumps(key)}: {write(child)}" for key, child in item.items()]
+            if id(item) == target:
+                pairs.insert(0, f'{json.dumps(next(iter(item)))}: "repeated"')
+            return "{" + ", ".join(pairs) + "}"
+        if isinstance(item, list):
+            return "[" + ", ".join(write(child) for child in item) + "]"
+        return json.dumps(item)
+
+    return write(value)
+
+
+@PROPERTY
+@given(
+    value=JSON_VALUES
+    | st.builds(lambda v: {"inputs": [{"name": "a", "parameters": v, "data": [1]}]}, JSON_VALUES),
+    at=st.integers(min_value=0, max_value=20),
+)
+def test_the_fast_json_reader_gives_the_exact_readers_answer_and_refuses_repeated_keys(value, at):
+    """`load_json` (orjson, trusted when the body's keys were all kept) reads any JSON as the
+    exact parser does, and a key written twice anywhere, however deep, is refused."""
+    body = json.dumps(value).encode()
+    assert json_parser.load_json(body) == json_parser._load_json_strictly(body)
+    repeated = _with_a_repeated_key(value, at)
+    if repeated is not None:
+        with pytest.raises(MalformedRequest, match="repeats the key"):
+            json_parser.load_json(repeated.encode())
