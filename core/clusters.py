@@ -3,7 +3,9 @@ worker plugin that sets Django up in every worker before it takes a task.
 
 Nothing here imports Django's models: a worker unpickles the plugin before Django is set up.
 A worker of a remote cluster (`dask worker ADDRESS`) needs what an RQ worker needs: this
-project importable, the same settings (environment), the database and the artifact storage.
+project importable, the same settings (environment), the database and the artifact storage;
+for s3:// datasets, the S3 service's variables too (S3_ENDPOINT_URL, AWS_*...: a worker opens
+the bucket from its own settings). A local cluster's workers inherit this process's environment.
 """
 
 import os

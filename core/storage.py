@@ -8,6 +8,10 @@ to a local temporary file and uploaded once complete (an S3 object appears whole
 Reading a byte range of an S3 object: django-storages' S3File downloads the whole object to a
 temporary file on its first read, whatever is read of it. `open_ranged` reads an S3 object by
 HTTP range requests instead (one GET per read), so a job chunk fetches only its bytes.
+
+The datasets scored where they live (s3:// URLs, predictions/lake.py) are read through fsspec
+(s3fs), not this storage, but from the same S3 service: `s3_options` is the one translation of
+the settings' S3_SERVICE into s3fs's options.
 """
 
 import io
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 
@@ -140,3 +145,21 @@ def delete_tree(prefix: str) -> None:
         default_storage.delete(f"{prefix}/{file_name}")
     for folder in folders:
         delete_tree(f"{prefix}/{folder}")
+
+
+def s3_options() -> dict:
+    """s3fs's options for the settings' S3 service (S3_SERVICE): endpoint, region, addressing
+    style and credentials (those not set are left to boto3's own sources)."""
+    service = settings.S3_SERVICE
+    credentials = {"key": "access_key", "secret": "secret_key", "token": "security_token"}
+    options: dict = {name: service[item] for name, item in credentials.items() if item in service}
+    if service.get("endpoint_url"):
+        options["endpoint_url"] = service["endpoint_url"]
+    if service.get("region_name"):
+        options["client_kwargs"] = {"region_name": service["region_name"]}
+    if service.get("addressing_style"):
+        options["config_kwargs"] = {"s3": {"addressing_style": service["addressing_style"]}}
+    # Listings are read fresh every time: other processes (the Dask workers, another run) write
+    # the folders this process lists, and a cached listing would hide their files.
+    options["use_listings_cache"] = False
+    return options

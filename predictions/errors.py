@@ -77,5 +77,9 @@ class OutputExists(ServingError):
     status_code, code, title = 409, "output_exists", "Output already exists"
 
 
+class OutputNotWritable(InvalidInput):
+    code, title = "output_not_writable", "Output not writable"
+
+
 class ScheduleInputMissing(ServingError):
     status_code, code, title = 404, "schedule_input_missing", "Schedule input not found"

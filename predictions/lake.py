@@ -1,10 +1,15 @@
 """A Parquet dataset where it lives: its files, its partitions planned from the footers, and a
 partition read back, as a Dask DataFrame (services/datasets.py scores it).
 
-A dataset is a Parquet file, a directory of them or a glob; local, or any fsspec URL (s3://
-once s3fs is installed). `plan_dataset` cuts it into partitions of whole row groups from the
-files' footers alone, so the rows, and each row's number in the dataset (files in path order),
-are known before any data is read.
+A dataset is a Parquet file, a directory of them or a glob; a local path, an s3:// URL or any
+other fsspec URL. `plan_dataset` cuts it into partitions of whole row groups from the files'
+footers alone, so the rows, and each row's number in the dataset (files in path order), are
+known before any data is read.
+
+Every process opens a location's filesystem by its protocol with this site's settings
+(`filesystem`): s3:// with the S3 service of the settings (core.storage.s3_options), which the
+caller never passes. A Dask task carries a protocol or a URL, never a filesystem object (whose
+pickle would hold the credentials): each worker opens its own from its own settings.
 """
 
 import posixpath
@@ -16,11 +21,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DatasetNotFound, EmptyInput, InvalidInput, MalformedRequest
+from core import storage
+
+from .errors import DatasetNotFound, EmptyInput, InvalidInput, MalformedRequest, OutputNotWritable
 from .parsers.parquet import TEXT_TYPES, to_frame
 
 PARTITION_ROWS = 100_000
 GLOB_CHARACTERS = "*?["
+S3_PROTOCOLS = ("s3", "s3a")
 
 
 @dataclass(frozen=True)
@@ -44,12 +52,63 @@ class DatasetPlan:
         return sum(partition.rows for partition in self.partitions)
 
 
+def filesystem(protocol: str) -> fsspec.AbstractFileSystem:
+    """The filesystem of `protocol` ("file", "s3", ...) with this site's options: s3 with the
+    settings' S3 service. fsspec keeps one instance per options (and thread)."""
+    options = storage.s3_options() if protocol in S3_PROTOCOLS else {}
+    try:
+        return fsspec.filesystem(protocol, **options)
+    except (ImportError, ValueError) as exc:
+        raise InvalidInput(f"Cannot open {protocol}:// locations: {exc}") from None
+
+
+def protocol_of(fs: fsspec.AbstractFileSystem) -> str:
+    """The protocol that opens `fs` again (in another process, with `filesystem`)."""
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
 def open_location(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """(the filesystem, the path in it) of a local path or an fsspec URL."""
-    try:
-        return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise InvalidInput(f"Cannot open {url!r}: {exc}") from None
+    protocol, _ = fsspec.core.split_protocol(url)
+    fs = filesystem(protocol or "file")
+    return fs, fs._strip_protocol(url)
+
+
+def _is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    return protocol_of(fs) in S3_PROTOCOLS
+
+
+def missing_bucket(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The bucket of `path` if its filesystem is an object store and the bucket does not exist,
+    else ""."""
+    bucket = path.split("/", 1)[0]
+    return bucket if _is_object_store(fs) and not fs.exists(bucket) else ""
+
+
+def check_writable(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+    """Refuse an output in a bucket that does not exist (s3fs would create it on the way)."""
+    bucket = missing_bucket(fs, path)
+    if bucket:
+        raise OutputNotWritable(f"There is no bucket {bucket!r} for {url!r}.")
+
+
+def make_folder(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Make a folder to write files in: an object store has none to make (a key's prefix is its
+    folder), and s3fs's makedirs would create a missing bucket."""
+    if not _is_object_store(fs):
+        fs.makedirs(path, exist_ok=True)
+
+
+def move_files(fs: fsspec.AbstractFileSystem, sources: list[str], targets: list[str]) -> None:
+    """Move each file of `sources` to the same place in `targets`: a rename each, or on an
+    object store, which renames nothing, server-side copies (in concurrent batches) and then
+    one bulk delete of the sources."""
+    if not _is_object_store(fs):
+        for source, target in zip(sources, targets, strict=True):
+            fs.mv(source, target)
+        return
+    fs.copy(sources, targets, on_error="raise")
+    fs.rm(sources)
 
 
 def _is_hidden(path: str, root: str) -> bool:
@@ -66,6 +125,8 @@ def _list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> list[str]
         found = [name for name in fs.find(path) if not _is_hidden(name, path)]
     elif fs.isfile(path):
         found = [path]
+    elif bucket := missing_bucket(fs, path):
+        raise DatasetNotFound(f"There is no bucket {bucket!r} for {url!r}.")
     else:
         raise DatasetNotFound(f"No Parquet file, directory or glob match at {url!r}.")
     if not found:
@@ -113,11 +174,11 @@ def plan_dataset(url: str, *, partition_rows: int = PARTITION_ROWS) -> DatasetPl
     return DatasetPlan(fs, files, partitions)
 
 
-def read_partition(partition: Partition, fs: fsspec.AbstractFileSystem) -> pd.DataFrame:
+def read_partition(partition: Partition, protocol: str) -> pd.DataFrame:
     """A partition's rows as the Parquet parser reads them (text dictionary-encoded, as objects
     sharing their distinct values), indexed by their numbers in the dataset."""
     try:
-        with fs.open(partition.path, "rb") as handle:
+        with filesystem(protocol).open(partition.path, "rb") as handle:
             schema = pq.ParquetFile(handle).schema_arrow
             texts = [field.name for field in schema if any(test(field.type) for test in TEXT_TYPES)]
             parquet = pq.ParquetFile(handle, read_dictionary=texts)
@@ -144,7 +205,7 @@ def dataset_frame(plan: DatasetPlan) -> dd.DataFrame:
     return dd.from_map(
         read_partition,
         plan.partitions,
-        fs=plan.fs,
+        protocol=protocol_of(plan.fs),
         meta=meta.set_axis(pd.RangeIndex(0, 0)),
         divisions=divisions,
         # Text columns are read as objects (dictionary-encoded); the metadata says "str".

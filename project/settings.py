@@ -234,15 +234,35 @@ MEDIA_URL = "media/"
 # Model artifacts and job files (inputs, chunk parts, results) are read and written through
 # Django's storage API only (core/storage.py): files under MEDIA_ROOT by default
 # (STORAGE_BACKEND=filesystem), or an S3-compatible bucket shared by every machine
-# (STORAGE_BACKEND=s3, django-storages with boto3): S3_BUCKET, S3_ENDPOINT_URL (empty: AWS),
-# S3_REGION, S3_PREFIX, S3_ADDRESSING_STYLE; credentials from AWS_ACCESS_KEY_ID and
-# AWS_SECRET_ACCESS_KEY (or boto3's other sources). Any other backend by its dotted path.
-# STORAGE_OPTIONS (JSON) is merged over the backend's options.
+# (STORAGE_BACKEND=s3, django-storages with boto3): S3_BUCKET, S3_PREFIX and the S3 service
+# below. Any other backend by its dotted path. STORAGE_OPTIONS (JSON) is merged over the
+# backend's options (the storage's only: s3:// datasets take the S3 service as it is).
 try:
     STORAGE_OPTIONS = json.loads(env_str("STORAGE_OPTIONS", "{}"))
 except json.JSONDecodeError as exc:
     raise ImproperlyConfigured(f"STORAGE_OPTIONS is not JSON: {exc}.") from None
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "filesystem")
+
+
+def s3_service() -> dict:
+    """The S3-compatible service of the storage (STORAGE_BACKEND=s3) and of the datasets scored
+    where they live (s3:// URLs, core.storage.s3_options), in django-storages' option names:
+    S3_ENDPOINT_URL (empty: AWS), S3_REGION, S3_ADDRESSING_STYLE, and the credentials in
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (unset: boto3's other sources)."""
+    credentials = {
+        "access_key": env_str("AWS_ACCESS_KEY_ID", ""),
+        "secret_key": env_str("AWS_SECRET_ACCESS_KEY", ""),
+        "security_token": env_str("AWS_SESSION_TOKEN", ""),
+    }
+    return {
+        "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
+        "region_name": env_str("S3_REGION", "") or None,
+        "addressing_style": env_str("S3_ADDRESSING_STYLE", "") or None,
+        **{name: value for name, value in credentials.items() if value},
+    }
+
+
+S3_SERVICE = s3_service()
 
 
 def storage_backend(name: str) -> tuple[str, dict]:
@@ -255,10 +275,8 @@ def storage_backend(name: str) -> tuple[str, dict]:
             raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs S3_BUCKET.")
         options = {
             "bucket_name": bucket,
-            "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
-            "region_name": env_str("S3_REGION", "") or None,
+            **s3_service(),
             "location": env_str("S3_PREFIX", ""),
-            "addressing_style": env_str("S3_ADDRESSING_STYLE", "") or None,
             # A job file is stored under its own name, replaced when written again.
             "file_overwrite": True,
             "default_acl": None,

@@ -175,3 +175,77 @@ def process_env(django_db_setup, media_root):
         "MEDIA_ROOT": str(media_root),
         "DJANGO_SETTINGS_MODULE": "project.settings",
     }
+
+
+# --- S3: moto's server ----------------------------------------------------------------------
+
+S3_BUCKET = "modelport-test"
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server (a real HTTP server, in a thread of this process) on 127.0.0.1 and a
+    free port, with the bucket S3_BUCKET; stopped at the end. Tests use prefixes of their own."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from scripts.stack import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_bucket(Bucket=S3_BUCKET)
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def s3_service_env(endpoint: str) -> dict[str, str]:
+    """The environment that names the S3 service at `endpoint` (settings.s3_service reads it)."""
+    return {**S3_CREDENTIALS, "S3_ENDPOINT_URL": endpoint, "S3_REGION": "us-east-1"}
+
+
+# --- Dask: a local cluster per module -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_env() -> dict[str, str]:
+    """What a module's Dask workers get in their environment besides the database and
+    MEDIA_ROOT; a module overrides it (the S3 service, for one)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(django_db_setup, django_db_blocker, media_root, dask_env):
+    """Two worker processes (one thread each) with this test's database, MEDIA_ROOT and
+    `dask_env`: a client of them, one cluster per module."""
+    from core import clusters
+    from scripts.stack import database_url
+
+    with django_db_blocker.unblock():
+        env = {"DATABASE_URL": database_url(), "MEDIA_ROOT": str(media_root), **dask_env}
+    with clusters.connect(workers=2, env=env) as client:
+        client.wait_for_workers(2)
+        yield client
+
+
+@pytest.fixture
+def dask_client(dask_cluster):
+    """The module's cluster, its workers' model caches emptied: each test's versions are new
+    rows (a pk may come back after a rollback)."""
+    dask_cluster.run(loader.clear_caches)
+    return dask_cluster

@@ -7,6 +7,11 @@ a request or a job chunk) and writes its predictions and its bad rows as one Par
 under a temporary folder. The client counts the partitions as their futures complete (the run's
 progress), then moves the files into place: a failed run leaves nothing in its outputs.
 
+Input and outputs are local paths or URLs (s3://bucket/prefix/: the settings' S3 service, see
+lake.py); a task carries URLs, and the worker opens them with its own settings. An object store
+renames nothing: there "moving into place" is server-side copies, then one bulk delete of the
+temporary files (`lake.move_files`); a move that fails half-way removes what it had copied.
+
 The estimator never travels through Dask's pickling: a task carries the version's row (its
 fields), and each worker process loads the artifact through its own model cache (`loader`),
 which reads it from storage and checks its sha256, once per process. The workers need what an
@@ -30,7 +35,15 @@ from modelregistry.models import ModelVersion
 
 from ..errors import InvalidInput, OutputExists
 from ..jobfiles import prediction_type
-from ..lake import PARTITION_ROWS, dataset_frame, open_location, plan_dataset
+from ..lake import (
+    PARTITION_ROWS,
+    check_writable,
+    dataset_frame,
+    make_folder,
+    move_files,
+    open_location,
+    plan_dataset,
+)
 from ..models import DatasetRun, JobStatus
 from ..parsers import BATCH, ParsedInput
 from .scoring import Prediction, score_rows
@@ -109,8 +122,8 @@ def part_name(index: int) -> str:
     return f"part.{index:05d}.parquet"
 
 
-def _write(location: tuple[fsspec.AbstractFileSystem, str], index: int, table: pa.Table) -> None:
-    fs, folder = location
+def _write(folder_url: str, index: int, table: pa.Table) -> None:
+    fs, folder = open_location(folder_url)
     with fs.open(posixpath.join(folder, part_name(index)), "wb") as out:
         pq.write_table(table, out)
 
@@ -122,10 +135,11 @@ def score_partition(
     version: ModelVersion,
     with_probabilities: bool,
     id_column: str,
-    output: tuple[fsspec.AbstractFileSystem, str],
-    errors_output: tuple[fsspec.AbstractFileSystem, str],
+    output: str,
+    errors_output: str,
 ) -> tuple[int, int]:
-    """Score one partition and write its predictions and bad rows; (rows, rows failed)."""
+    """Score one partition and write its predictions and bad rows into the folders at the URLs
+    `output` and `errors_output`; (rows, rows failed)."""
     try:
         if id_column and id_column not in frame.columns:
             raise InvalidInput(f"The dataset has no column {id_column!r} to copy as the id.")
@@ -146,14 +160,25 @@ def score_partition(
 # --- The run (on the client) -------------------------------------------------------------------
 
 
-def _check_empty(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+def _check_new(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+    """Refuse an output that holds files, or that cannot be written (no bucket)."""
     if fs.exists(path) and (not fs.isdir(path) or fs.find(path)):
         raise OutputExists(f"{url!r} already exists: name a new output, or remove it first.")
+    check_writable(fs, path, url)
 
 
-def _move_parts(fs: fsspec.AbstractFileSystem, source: str, target: str) -> None:
-    for name in sorted(fs.ls(source, detail=False)):
-        fs.mv(name, posixpath.join(target, posixpath.basename(name)))
+def _move_parts(
+    fs: fsspec.AbstractFileSystem,
+    source: str,
+    target: str,
+    placed: list[tuple[fsspec.AbstractFileSystem, str]],
+) -> None:
+    """Move the files of the folder `source` into `target`, each noted in `placed` before it
+    is written there (so a move that fails half-way can be undone)."""
+    names = sorted(fs.ls(source, detail=False))
+    targets = [posixpath.join(target, posixpath.basename(name)) for name in names]
+    placed.extend((fs, name) for name in targets)
+    move_files(fs, names, targets)
 
 
 def _fail(run: DatasetRun, reason: str) -> None:
@@ -212,8 +237,8 @@ def score_dataset(
     plan = plan_dataset(input, partition_rows=partition_rows)
     out_fs, out_path = open_location(output)
     errors_fs, errors_path = open_location(errors_output)
-    _check_empty(out_fs, out_path, output)
-    _check_empty(errors_fs, errors_path, errors_output)
+    _check_new(out_fs, out_path, output)
+    _check_new(errors_fs, errors_path, errors_output)
     created = {"output": not out_fs.exists(out_path), "errors": not errors_fs.exists(errors_path)}
     # The row of the version as the workers will see it, with its model (for names and metrics).
     version = ModelVersion.objects.select_related("registered_model").get(pk=version.pk)
@@ -234,10 +259,12 @@ def score_dataset(
         "output": (out_fs, posixpath.join(out_path, f".run-{run.id}")),
         "errors": (errors_fs, posixpath.join(errors_path, f".run-{run.id}")),
     }
+    urls = {key: fs.unstrip_protocol(path) for key, (fs, path) in temporary.items()}
+    placed: list[tuple[fsspec.AbstractFileSystem, str]] = []
     moved = False
     try:
         for fs, path in temporary.values():
-            fs.makedirs(path, exist_ok=True)
+            make_folder(fs, path)
         score = dask.delayed(score_partition)
         tasks = [
             score(
@@ -246,14 +273,14 @@ def score_dataset(
                 version=version,
                 with_probabilities=with_probabilities,
                 id_column=id_column,
-                output=temporary["output"],
-                errors_output=temporary["errors"],
+                output=urls["output"],
+                errors_output=urls["errors"],
             )
             for index, part in enumerate(dataset_frame(plan).to_delayed())
         ]
         _score_partitions(run, client, tasks)
-        _move_parts(out_fs, temporary["output"][1], out_path)
-        _move_parts(errors_fs, temporary["errors"][1], errors_path)
+        _move_parts(out_fs, temporary["output"][1], out_path, placed)
+        _move_parts(errors_fs, temporary["errors"][1], errors_path, placed)
         moved = True
     except PartitionFailed as exc:
         _fail(run, exc.detail)
@@ -265,6 +292,10 @@ def score_dataset(
         _fail(run, f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        if not moved:  # the outputs were new or empty: what is in them now is this run's
+            for fs, name in placed:
+                if fs.exists(name):
+                    fs.rm(name)
         for key in ("errors", "output"):  # the errors folder may be inside the output
             fs, path = temporary[key]
             _remove(fs, path, created=created[key] and not moved)

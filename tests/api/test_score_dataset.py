@@ -3,69 +3,26 @@ this test's database and storage, a dataset of several files with bad rows, comp
 version's estimator in-process."""
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import skops.io
 from django.core.management import CommandError, call_command
 
-from core import clusters
-from modelregistry import demo, loader, services
+from modelregistry import demo, services
 from predictions import lake
 from predictions.models import DatasetRun, JobStatus
-from predictions.parsers import BATCH, ParsedInput
-from predictions.services import datasets, score_rows
-from scripts.stack import database_url
+from predictions.services import datasets
 from tests.conftest import validated_once
+from tests.datasets import (
+    FILES,
+    PARTITION_ROWS,
+    RELATIVE,
+    check_house_outputs,
+    house_dataset,
+    part_names,
+    read_dataset,
+)
 
 pytestmark = pytest.mark.django_db
-
-RELATIVE = 1e-9
-# Rows per file, and the rows per row group of each: 6 partitions at PARTITION_ROWS.
-FILES = {"a.parquet": (120, 50), "b.parquet": (100, 100), "c.parquet": (80, 40)}
-PARTITION_ROWS = 60
-
-
-@pytest.fixture(scope="module")
-def dask_client(django_db_setup, django_db_blocker, media_root):
-    """Two worker processes (one thread each) with this test's database and MEDIA_ROOT."""
-    with django_db_blocker.unblock():
-        env = {"DATABASE_URL": database_url(), "MEDIA_ROOT": str(media_root)}
-    with clusters.connect(workers=2, env=env) as client:
-        client.wait_for_workers(2)
-        yield client
-
-
-@pytest.fixture(autouse=True)
-def fresh_worker_caches(dask_client):
-    """Each test's versions are new rows (a pk may come back after a rollback): the workers
-    forget the models they loaded."""
-    dask_client.run(loader.clear_caches)
-
-
-def house_dataset(folder, *, ids: bool = False) -> pd.DataFrame:
-    """Write the dataset's files (plus files a reader skips) and return its rows, in order,
-    with the bad values it holds (and a `house_id` column if asked)."""
-    rows = demo.house_prices_data(rows=300, seed=11).drop(columns="price")
-    rows.loc[[3, 130, 299], "med_inc"] = np.inf
-    rows.loc[[64, 130], "latitude"] = -np.inf
-    if ids:
-        rows["house_id"] = [f"h{row}" for row in range(len(rows))]
-    folder.mkdir()
-    start = 0
-    for name, (count, group_rows) in FILES.items():
-        part = rows.iloc[start : start + count]
-        table = pa.Table.from_pandas(part, preserve_index=False)
-        pq.write_table(table, folder / name, row_group_size=group_rows)
-        start += count
-    (folder / "_SUCCESS").write_text("")
-    (folder / ".a.parquet.crc").write_text("not parquet")
-    return rows
-
-
-def read_dataset(folder) -> pd.DataFrame:
-    return pq.read_table(folder).to_pandas().sort_values("row").reset_index(drop=True)
 
 
 def test_predictions_equal_the_estimator_and_bad_rows_go_to_the_errors(
@@ -81,22 +38,9 @@ def test_predictions_equal_the_estimator_and_bad_rows_go_to_the_errors(
     )
 
     scored = read_dataset(tmp_path / "scored")
-    assert list(scored.columns) == ["row", "prediction"]
-    assert scored["row"].tolist() == list(range(300))
-    bad = {3, 64, 130, 299}
-    good = [row for row in range(300) if row not in bad]
-    expected = house_model.predict(rows.iloc[good])
-    np.testing.assert_allclose(scored["prediction"].iloc[good], expected, rtol=RELATIVE, atol=0)
-    assert scored["prediction"].iloc[sorted(bad)].isna().all()
-
     errors = read_dataset(tmp_path / "scored" / "_errors")
-    in_process = score_rows(
-        version=registered_version, parsed=ParsedInput(rows.reset_index(drop=True), BATCH)
-    )
-    assert errors.to_dict("records") == in_process.errors
-    assert set(errors["row"]) == bad
-    assert errors.loc[errors["row"] == 130, "field"].tolist() == ["med_inc", "latitude"]
-    assert set(errors["code"]) == {"not_finite"}
+    assert list(scored.columns) == ["row", "prediction"]
+    check_house_outputs(scored, errors, rows, model=house_model, version=registered_version)
 
     run.refresh_from_db()
     assert run.status == JobStatus.SUCCEEDED
@@ -105,10 +49,8 @@ def test_predictions_equal_the_estimator_and_bad_rows_go_to_the_errors(
     assert run.workers == 2 and run.scheduler == "local"
     assert run.progress == 1.0
     assert run.started_at <= run.finished_at
-    assert sorted(p.name for p in (tmp_path / "scored").iterdir()) == [
-        "_errors",
-        *(f"part.{index:05d}.parquet" for index in range(6)),
-    ]
+    assert sorted(p.name for p in (tmp_path / "scored").iterdir()) == ["_errors", *part_names(6)]
+    assert sorted(p.name for p in (tmp_path / "scored" / "_errors").iterdir()) == part_names(6)
 
 
 def test_a_classifier_gets_its_probabilities_and_an_id_column(dask_client, tmp_path):

@@ -1,16 +1,14 @@
 """Workers on other machines: with STORAGE_BACKEND=s3, two RQ workers that share nothing but
 Redis, the database and an S3 bucket (each its own MEDIA_ROOT) score one job's chunks between
-them. The S3 server is moto's, started by the test on a free port."""
+them. The S3 server is moto's, on a free port (tests/conftest.py's s3_endpoint)."""
 
 import io
 import os
 import uuid
 
-import boto3
 import pandas as pd
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from moto.server import ThreadedMotoServer
 from redis import Redis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
@@ -23,54 +21,26 @@ from predictions import chunking, formats, jobfiles
 from predictions.models import PredictionJob
 from predictions.services import queue as job_queue
 from project.settings import storage_backend
-from scripts.stack import database_url, free_port, stop_processes
+from scripts.stack import database_url, stop_processes
 from scripts.stack.commands import worker_command
 from scripts.stack.processes import launch, log_tails, wait_for_workers
+from tests.conftest import S3_BUCKET, s3_service_env
 
 from .conftest import wait_for
 from .redis_db import redis_url_with_db
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-BUCKET = "modelport-test"
 PRIVATE_DB = 7
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto's S3 server on 127.0.0.1 and a free port, with the bucket; stopped at the end."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        client.create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def s3_env(s3_endpoint, monkeypatch) -> dict:
     """The environment that selects the bucket (STORAGE_BACKEND=s3 and its settings)."""
     env = {
-        **CREDENTIALS,
+        **s3_service_env(s3_endpoint),
         "STORAGE_BACKEND": "s3",
-        "S3_BUCKET": BUCKET,
-        "S3_ENDPOINT_URL": s3_endpoint,
-        "S3_REGION": "us-east-1",
+        "S3_BUCKET": S3_BUCKET,
         "S3_PREFIX": f"run-{uuid.uuid4().hex[:8]}",
     }
     for name, value in env.items():

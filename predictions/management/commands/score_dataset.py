@@ -22,8 +22,9 @@ def _model_and_number(spec: str) -> tuple[str, int | None]:
 
 class Command(BaseCommand):
     help = (
-        "Score a Parquet dataset (a file, a directory of files or a glob; local or an fsspec "
-        "URL) with a registered version on a Dask cluster: predictions and bad rows as Parquet."
+        "Score a Parquet dataset (a file, a directory of files or a glob; local, s3:// with the "
+        "settings' S3 service, or another fsspec URL) with a registered version on a Dask "
+        "cluster: predictions and bad rows as Parquet."
     )
 
     def add_arguments(self, parser):
