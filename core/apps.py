@@ -10,6 +10,3 @@ class CoreConfig(AppConfig):
     models, and no import of another app."""
 
     name = "core"
-
-    def ready(self):
-        from . import openapi  # noqa: F401  registers the schema's token scheme

@@ -385,8 +385,11 @@ PREDICT_THROTTLE_RATE = env_str("PREDICT_THROTTLE_RATE", "") or None
 MODELPORT_PUBLIC_PREDICTIONS = env_bool("MODELPORT_PUBLIC_PREDICTIONS", False)
 
 # Background jobs
-JOB_CHUNK_BYTES = env_int("JOB_CHUNK_BYTES", 8 * 1024**2, minimum=1024)
-JOB_CHUNK_ROWS = env_int("JOB_CHUNK_ROWS", 100_000, minimum=1)
+# A chunk's working set in its work horse grows with its rows (parsed frame, the ONNX session's
+# intermediates): about 35 MiB at 4 MiB / 60,000 demo rows, which keeps each horse under the
+# 300 MB peak RSS of issue 17 (8 MiB chunks peaked at 301 MiB with the demo model; bench/README).
+JOB_CHUNK_BYTES = env_int("JOB_CHUNK_BYTES", 4 * 1024**2, minimum=1024)
+JOB_CHUNK_ROWS = env_int("JOB_CHUNK_ROWS", 60_000, minimum=1)
 # A Parquet chunk decodes to at most a quarter of this (fewer rows when rows are big); a row
 # group that decodes to more is refused (reading one of its rows may decompress all of it).
 JOB_CHUNK_MAX_DECODED_BYTES = env_int("JOB_CHUNK_MAX_DECODED_BYTES", 1024**3, minimum=1024**2)

@@ -8,6 +8,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from core import openapi  # noqa: F401  registers the schema's token scheme, served below
 from core.urls import slash_optional
 from predictions import views as prediction_views
 

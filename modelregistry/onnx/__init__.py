@@ -20,14 +20,14 @@ The exact converter is `exact` (float64, written by hand after skl2onnx's front)
 tree ensembles take float32 inputs and float32 thresholds, so their answers are approximate
 (`approximate`). `check` compares a conversion with scikit-learn; `predictor` runs one.
 
-skl2onnx is imported only by `convert()`; a web process that serves ONNX needs onnxruntime only.
+The converters (onnx, and skl2onnx) are imported only by `convert()`; a process that serves ONNX
+needs onnxruntime only.
 """
 
 from dataclasses import replace
 
 import pandas as pd
 
-from .approximate import to_float32_onnx
 from .check import (
     CHECKER,
     PROBE_ROWS,
@@ -41,7 +41,6 @@ from .check import (
     unusable,
     value_difference,
 )
-from .exact import UnsupportedModel, split_threshold_rows, to_exact_onnx
 from .predictor import OnnxPredictor
 
 __all__ = [
@@ -65,6 +64,10 @@ def convert(estimator, *, schema: dict, output: dict, reference: pd.DataFrame) -
     serves by default. Otherwise skl2onnx's float32 conversion is checked too, as the opt-in
     approximate path, with the reason the exact one is not used in its detail.
     """
+    # The converters import onnx (~6 MiB with protobuf): only a conversion needs them.
+    from .approximate import to_float32_onnx
+    from .exact import UnsupportedModel, split_threshold_rows, to_exact_onnx
+
     rows = check_rows(reference, schema)
     if rows.empty:
         return unusable("not compared: there are no reference rows without missing text")

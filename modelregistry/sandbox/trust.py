@@ -18,7 +18,10 @@ function such as `sklearn.datasets.dump_svmlight_file` or `numpy.save` is in nei
 """
 
 import importlib
+import inspect
 import pickle
+import warnings
+from operator import itemgetter
 
 import numpy as np
 import scipy.interpolate
@@ -31,14 +34,15 @@ import sklearn.metrics._scorer
 import sklearn.model_selection
 import sklearn.neural_network._stochastic_optimizers
 import sklearn.tree._tree
-import skops.io
+import sklearn.utils
 from scipy._lib.array_api_compat.numpy import _aliases as scipy_numpy_aliases
 from sklearn._loss import link, loss
+from sklearn.base import BaseEstimator
 from sklearn.compose import make_column_selector
 from sklearn.ensemble._hist_gradient_boosting.binning import _BinMapper
 from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.neighbors import BallTree, KDTree
-from sklearn.utils import all_estimators
+from sklearn.utils import discovery
 from sklearn.utils._bunch import Bunch
 
 from ..errors import ArtifactInvalid, UntrustedType
@@ -57,10 +61,79 @@ def _classes_in(
     return [obj for obj in found if isinstance(obj, type) and issubclass(obj, base)]
 
 
+# The public modules that scikit-learn's estimators are listed from: `all_estimators()` walks
+# every module of scikit-learn for them (its tests and externals too, and with them dask and
+# pytest), some 20 MiB more in every process that loads a model. `public_estimators()` looks in
+# these alone, and tests/unit/test_safe_loading.py checks it finds what `all_estimators()` finds.
+ESTIMATOR_MODULES = (
+    "sklearn.calibration",
+    "sklearn.cluster",
+    "sklearn.compose",
+    "sklearn.covariance",
+    "sklearn.cross_decomposition",
+    "sklearn.decomposition",
+    "sklearn.discriminant_analysis",
+    "sklearn.dummy",
+    "sklearn.ensemble",
+    "sklearn.feature_extraction",
+    "sklearn.feature_extraction.image",
+    "sklearn.feature_extraction.text",
+    "sklearn.feature_selection",
+    "sklearn.gaussian_process",
+    "sklearn.impute",
+    "sklearn.kernel_approximation",
+    "sklearn.kernel_ridge",
+    "sklearn.linear_model",
+    "sklearn.manifold",
+    "sklearn.mixture",
+    "sklearn.model_selection",
+    "sklearn.multiclass",
+    "sklearn.multioutput",
+    "sklearn.naive_bayes",
+    "sklearn.neighbors",
+    "sklearn.neural_network",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.random_projection",
+    "sklearn.semi_supervised",
+    "sklearn.svm",
+    "sklearn.tree",
+)
+
+
+def public_estimators() -> list[tuple[str, type]]:
+    """What `all_estimators()` returns, found as it finds them (the public classes derived
+    from BaseEstimator, not abstract) in ESTIMATOR_MODULES only."""
+    found = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # as all_estimators: deprecated modules
+        for module in map(importlib.import_module, ESTIMATOR_MODULES):
+            found.update(inspect.getmembers(module, inspect.isclass))
+    estimators = [
+        (name, cls)
+        for name, cls in found
+        if not name.startswith("_")
+        and issubclass(cls, BaseEstimator)
+        and name != "BaseEstimator"
+        and not getattr(cls, "__abstractmethods__", None)
+    ]
+    return sorted(estimators, key=itemgetter(0))
+
+
+_PUBLIC_ESTIMATORS = public_estimators()
+
+# skops lists scikit-learn's estimators (the ones it trusts itself) when skops.io is first
+# imported, by calling all_estimators(): it is handed the same list, found as above.
+sklearn.utils.all_estimators = lambda: list(_PUBLIC_ESTIMATORS)
+try:
+    import skops.io
+finally:
+    sklearn.utils.all_estimators = discovery.all_estimators
+
 # The public estimators and transformers. Reviewed for scikit-learn 1.9: `all_estimators()`
 # lists only estimator classes (no function, no dataset helper) and none of them writes a file;
 # what a meta-estimator calls (FunctionTransformer's func, a score_func) is checked on its own.
-_ESTIMATORS = [cls for _, cls in all_estimators() if type_name(cls).startswith("sklearn.")]
+_ESTIMATORS = [cls for _, cls in _PUBLIC_ESTIMATORS if type_name(cls).startswith("sklearn.")]
 # Internal types of fitted estimators, each reviewed: state holders and pure evaluators.
 _INTERNALS = [
     sklearn.tree._tree.Tree,  # every tree and forest

@@ -16,6 +16,7 @@ from django.conf import settings as django_settings
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils import all_estimators
 
 from modelregistry import artifacts, demo, loader, selectors, services
 from modelregistry.errors import (
@@ -26,6 +27,7 @@ from modelregistry.errors import (
     VersionNotReady,
 )
 from modelregistry.models import ArtifactFormat, ModelVersion, RegisteredModel, VersionStatus
+from modelregistry.sandbox import trust
 from tests.unit.artifact_functions import double_values
 
 HOUSE_FEATURES = [*demo.HOUSE_NUMERIC, "ocean_proximity"]
@@ -235,6 +237,13 @@ def test_clean_joblib_pickle_is_refused_when_pickles_are_off(house_model, settin
     assert caught.value.code == "pickle_not_allowed"
     assert stored_files() == before
     assert not ModelVersion.objects.exists()
+
+
+def test_the_estimator_modules_hold_every_estimator_scikit_learn_lists():
+    # all_estimators() walks all of scikit-learn; trust looks in ESTIMATOR_MODULES alone, and
+    # an estimator it missed would be refused (tests/unit/test_serving_imports.py: skops too).
+    assert set(trust.public_estimators()) == set(all_estimators())
+    assert trust.TRUSTED_CLASSES >= {trust.type_name(cls) for _, cls in all_estimators()}
 
 
 def test_skops_with_untrusted_function_is_refused_naming_it(settings):
