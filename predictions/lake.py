@@ -5,19 +5,25 @@ A dataset is a Parquet file, a directory of them or a glob; local, or any fsspec
 once s3fs is installed). `plan_dataset` cuts it into partitions of whole row groups from the
 files' footers alone, so the rows, and each row's number in the dataset (files in path order),
 are known before any data is read.
+
+`check_location` keeps a location inside a list of allowed ones (the API's DATASET_LOCATIONS).
 """
 
+import os
 import posixpath
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dask.dataframe as dd
 import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DatasetNotFound, EmptyInput, InvalidInput, MalformedRequest
+from .errors import DatasetNotFound, EmptyInput, InvalidInput, LocationNotAllowed, MalformedRequest
 from .parsers.parquet import TEXT_TYPES, to_frame
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
 
 PARTITION_ROWS = 100_000
 GLOB_CHARACTERS = "*?["
@@ -52,6 +58,56 @@ def open_location(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         raise InvalidInput(f"Cannot open {url!r}: {exc}") from None
 
 
+LOCAL_PROTOCOLS = ("file", "local")
+
+
+def normalise_location(url: str) -> str:
+    """A location as it is compared with the allowed ones: a local path made absolute with its
+    symlinks and `..` resolved (as far as it exists), or a URL with its protocol in lower case
+    and its path normalised. A `..` in a URL is refused (a bucket has no folders to resolve it
+    against), and so is a chained URL (`simplecache::s3://...`)."""
+    if "::" in url:
+        raise LocationNotAllowed(f"{url!r}: chained URLs (with '::') are not taken here.")
+    protocol, path = fsspec.core.split_protocol(url)
+    if protocol is None or protocol.lower() in LOCAL_PROTOCOLS:
+        return os.path.realpath(path)
+    if ".." in path.split("/"):
+        raise LocationNotAllowed(f"{url!r}: a URL with '..' in its path is not taken here.")
+    return f"{protocol.lower()}://{posixpath.normpath(path).lstrip('/')}"
+
+
+def is_inside(location: str, allowed: list[str]) -> bool:
+    """Whether a normalised location is one of the allowed ones (normalised too) or below one."""
+    for prefix in allowed:
+        root = normalise_location(prefix).rstrip("/")
+        if location == root or location.startswith(root + "/"):
+            return True
+    return False
+
+
+def check_location(url: str, allowed: list[str], *, what: str) -> None:
+    """Refuse a location outside the allowed ones (LocationNotAllowed, 403)."""
+    if not is_inside(normalise_location(url), allowed):
+        raise LocationNotAllowed(
+            f"The {what} {url!r} is outside the locations this server scores datasets in "
+            "(DATASET_LOCATIONS)."
+        )
+
+
+def check_files(url: str, files: list[str], allowed: list[str]) -> None:
+    """Refuse a dataset whose files (as listed: a symlink in a folder or a glob's match may
+    lead elsewhere) are not all inside the allowed locations."""
+    protocol, _ = fsspec.core.split_protocol(url)
+    remote = protocol is not None and protocol.lower() not in LOCAL_PROTOCOLS
+    for name in files:
+        location = f"{protocol}://{name}" if remote else name
+        if not is_inside(normalise_location(location), allowed):
+            raise LocationNotAllowed(
+                f"The input {url!r} holds {name!r}, which leads outside the locations this "
+                "server scores datasets in (DATASET_LOCATIONS)."
+            )
+
+
 def _is_hidden(path: str, root: str) -> bool:
     relative = posixpath.relpath(path, root)
     return any(part.startswith((".", "_")) for part in relative.split("/"))
@@ -71,6 +127,12 @@ def _list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> list[str]
     if not found:
         raise EmptyInput(f"{url!r} holds no Parquet files.")
     return sorted(found)
+
+
+def dataset_files(url: str) -> list[str]:
+    """The dataset's files in path order, without reading them (DatasetNotFound, EmptyInput)."""
+    fs, path = open_location(url)
+    return _list_files(fs, path, url)
 
 
 def _unreadable(path: str, exc: Exception) -> MalformedRequest:
@@ -131,7 +193,7 @@ def read_partition(partition: Partition, fs: fsspec.AbstractFileSystem) -> pd.Da
     return frame
 
 
-def dataset_frame(plan: DatasetPlan) -> dd.DataFrame:
+def dataset_frame(plan: DatasetPlan) -> "dd.DataFrame":
     """The dataset as a Dask DataFrame, one partition per planned partition, indexed by row
     number (so its divisions are known). Nothing is read until a partition is computed."""
     first, last = plan.partitions[0], plan.partitions[-1]
@@ -141,6 +203,8 @@ def dataset_frame(plan: DatasetPlan) -> dd.DataFrame:
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _unreadable(first.path, exc) from None
     divisions = [partition.start for partition in plan.partitions] + [last.start + last.rows - 1]
+    import dask.dataframe as dd  # here: a web process checks locations without loading Dask
+
     return dd.from_map(
         read_partition,
         plan.partitions,
