@@ -11,10 +11,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from django.utils import timezone
-from rq import SimpleWorker
+from redis import Redis
+from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from predictions.models import DatasetRun, JobStatus
+from predictions.services import queue as job_queue
 from tests.api.test_score_dataset import dask_client, fresh_worker_caches, house_dataset
 
 pytestmark = pytest.mark.django_db
@@ -292,3 +294,36 @@ def test_the_runs_are_listed_newest_first_in_pages(api_client, registered_versio
     bad = api_client.get("/api/v1/datasets/?status=lost")
     assert (bad.status_code, bad.json()["code"]) == (400, "invalid_input")
     assert api_client.get("/api/v1/datasets/?cursor=nope").json()["code"] == "invalid_cursor"
+
+
+def test_redis_down_at_submit_is_503_and_leaves_no_row(
+    api_client, registered_version, lake, rows, monkeypatch
+):
+    closed = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    monkeypatch.setattr(
+        job_queue, "_queue", lambda: Queue("default", connection=closed, serializer=JSONSerializer)
+    )
+    response = api_client.post(
+        DATASETS, {"input": str(lake / "houses"), "output": str(lake / "o")}, format="json"
+    )
+    assert response.status_code == 503
+    assert response.json()["code"] == "queue_unavailable" and response["Retry-After"]
+    assert not DatasetRun.objects.exists()
+
+
+def test_a_second_start_of_a_run_whose_worker_died_fails_it_and_removes_its_parts(
+    api_client, registered_version, lake, rows, empty_queue
+):
+    response = api_client.post(
+        DATASETS, {"input": str(lake / "houses"), "output": str(lake / "o")}, format="json"
+    )
+    run = DatasetRun.objects.get()
+    # What the first start left when its worker died: the row running, parts half written.
+    DatasetRun.objects.filter(pk=run.pk).update(status=JobStatus.RUNNING)
+    parts = lake / "o" / f".run-{run.id}"
+    parts.mkdir(parents=True)
+    (parts / "part.00000.parquet").write_bytes(b"half")
+    drain(empty_queue)
+    body = api_client.get(response["Location"]).json()
+    assert body["status"] == "failed" and "worker stopped" in body["failure_reason"]
+    assert not parts.exists()
