@@ -35,7 +35,8 @@ GENERIC = {
     "400": "Bad input: `invalid_input`, `malformed_request` and the like (see `code`).",
     "401": "`not_authenticated` or `authentication_failed`: send `Authorization: Token`.",
     "403": "`permission_denied`: this user may not do this.",
-    "404": "`not_found`, `model_not_found`, `version_not_found` or `job_not_found`.",
+    "404": "`not_found`, `model_not_found`, `version_not_found`, `job_not_found` or "
+    "`dataset_run_not_found`.",
     "409": "A conflict with the resource's state (see `code`).",
     "413": "`input_too_large` or `artifact_too_large`.",
     "415": "`unsupported_format`: a Content-Type we cannot read.",
@@ -47,6 +48,7 @@ TAGS = {
     "protocols": "Other serving protocols beside our own API: Open Inference Protocol V2 "
     "(`/v2/...`) and MLflow's `/invocations`.",
     "jobs": "Background jobs: submit a file, follow it, read and download its results.",
+    "datasets": "Staff: Parquet datasets scored where they live (local or S3) on a Dask cluster.",
     "predictions": "Score rows synchronously, in any input form.",
     "registry": "Models and their immutable versions: upload, promote, roll back.",
     "monitoring": "Liveness, readiness and Prometheus metrics.",
@@ -54,6 +56,7 @@ TAGS = {
 TAG_RULES = [
     (re.compile(r"^/v2(/|$)|/invocations$|^/ping$"), "protocols"),
     (re.compile(r"/jobs(/|$)"), "jobs"),
+    (re.compile(r"/datasets(/|$)"), "datasets"),
     (re.compile(r"/predict(/|$)"), "predictions"),
     (re.compile(r"^/api/v1/models(/|$)"), "registry"),
     (re.compile(r"^/(healthz|readyz|metrics)$|/monitoring"), "monitoring"),

@@ -38,7 +38,8 @@ class PredictionJobAdmin(admin.ModelAdmin):
 
 @admin.register(DatasetRun)
 class DatasetRunAdmin(admin.ModelAdmin):
-    """Runs of `manage.py score_dataset`: read-only, the command is what starts one."""
+    """Runs of `manage.py score_dataset` and of the datasets API: read-only, the command or
+    the API is what starts one."""
 
     list_display = [
         "id",
@@ -50,12 +51,13 @@ class DatasetRunAdmin(admin.ModelAdmin):
         "partitions_done",
         "partitions_total",
         "workers",
+        "created_by",
         "created_at",
         "finished_at",
     ]
     list_filter = ["status", "version__registered_model"]
     search_fields = ["id", "input", "output"]
-    list_select_related = ["version__registered_model"]
+    list_select_related = ["version__registered_model", "created_by"]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -83,3 +83,19 @@ class OutputNotWritable(InvalidInput):
 
 class ScheduleInputMissing(ServingError):
     status_code, code, title = 404, "schedule_input_missing", "Schedule input not found"
+
+
+class DatasetsNotEnabled(ServingError):
+    status_code, code, title = 403, "datasets_not_enabled", "Datasets not enabled"
+
+
+class LocationNotAllowed(ServingError):
+    status_code, code, title = 403, "location_not_allowed", "Location not allowed"
+
+
+class SchedulerNotAllowed(ServingError):
+    status_code, code, title = 403, "scheduler_not_allowed", "Scheduler not allowed"
+
+
+class DatasetRunNotFound(ServingError):
+    status_code, code, title = 404, "dataset_run_not_found", "Dataset run not found"

@@ -10,12 +10,15 @@ Every process opens a location's filesystem by its protocol with this site's set
 (`filesystem`): s3:// with the S3 service of the settings (core.storage.s3_options), which the
 caller never passes. A Dask task carries a protocol or a URL, never a filesystem object (whose
 pickle would hold the credentials): each worker opens its own from its own settings.
+
+`check_location` keeps a location inside a list of allowed ones (the API's DATASET_LOCATIONS).
 """
 
+import os
 import posixpath
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dask.dataframe as dd
 import fsspec
 import pandas as pd
 import pyarrow as pa
@@ -23,8 +26,18 @@ import pyarrow.parquet as pq
 
 from core import storage
 
-from .errors import DatasetNotFound, EmptyInput, InvalidInput, MalformedRequest, OutputNotWritable
+from .errors import (
+    DatasetNotFound,
+    EmptyInput,
+    InvalidInput,
+    LocationNotAllowed,
+    MalformedRequest,
+    OutputNotWritable,
+)
 from .parsers.parquet import TEXT_TYPES, to_frame
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
 
 PARTITION_ROWS = 100_000
 GLOB_CHARACTERS = "*?["
@@ -111,6 +124,56 @@ def move_files(fs: fsspec.AbstractFileSystem, sources: list[str], targets: list[
     fs.rm(sources)
 
 
+LOCAL_PROTOCOLS = ("file", "local")
+
+
+def normalise_location(url: str) -> str:
+    """A location as it is compared with the allowed ones: a local path made absolute with its
+    symlinks and `..` resolved (as far as it exists), or a URL with its protocol in lower case
+    and its path normalised. A `..` in a URL is refused (a bucket has no folders to resolve it
+    against), and so is a chained URL (`simplecache::s3://...`)."""
+    if "::" in url:
+        raise LocationNotAllowed(f"{url!r}: chained URLs (with '::') are not taken here.")
+    protocol, path = fsspec.core.split_protocol(url)
+    if protocol is None or protocol.lower() in LOCAL_PROTOCOLS:
+        return os.path.realpath(path)
+    if ".." in path.split("/"):
+        raise LocationNotAllowed(f"{url!r}: a URL with '..' in its path is not taken here.")
+    return f"{protocol.lower()}://{posixpath.normpath(path).lstrip('/')}"
+
+
+def is_inside(location: str, allowed: list[str]) -> bool:
+    """Whether a normalised location is one of the allowed ones (normalised too) or below one."""
+    for prefix in allowed:
+        root = normalise_location(prefix).rstrip("/")
+        if location == root or location.startswith(root + "/"):
+            return True
+    return False
+
+
+def check_location(url: str, allowed: list[str], *, what: str) -> None:
+    """Refuse a location outside the allowed ones (LocationNotAllowed, 403)."""
+    if not is_inside(normalise_location(url), allowed):
+        raise LocationNotAllowed(
+            f"The {what} {url!r} is outside the locations this server scores datasets in "
+            "(DATASET_LOCATIONS)."
+        )
+
+
+def check_files(url: str, files: list[str], allowed: list[str]) -> None:
+    """Refuse a dataset whose files (as listed: a symlink in a folder or a glob's match may
+    lead elsewhere) are not all inside the allowed locations."""
+    protocol, _ = fsspec.core.split_protocol(url)
+    remote = protocol is not None and protocol.lower() not in LOCAL_PROTOCOLS
+    for name in files:
+        location = f"{protocol}://{name}" if remote else name
+        if not is_inside(normalise_location(location), allowed):
+            raise LocationNotAllowed(
+                f"The input {url!r} holds {name!r}, which leads outside the locations this "
+                "server scores datasets in (DATASET_LOCATIONS)."
+            )
+
+
 def _is_hidden(path: str, root: str) -> bool:
     relative = posixpath.relpath(path, root)
     return any(part.startswith((".", "_")) for part in relative.split("/"))
@@ -132,6 +195,12 @@ def _list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> list[str]
     if not found:
         raise EmptyInput(f"{url!r} holds no Parquet files.")
     return sorted(found)
+
+
+def dataset_files(url: str) -> list[str]:
+    """The dataset's files in path order, without reading them (DatasetNotFound, EmptyInput)."""
+    fs, path = open_location(url)
+    return _list_files(fs, path, url)
 
 
 def _unreadable(path: str, exc: Exception) -> MalformedRequest:
@@ -192,7 +261,7 @@ def read_partition(partition: Partition, protocol: str) -> pd.DataFrame:
     return frame
 
 
-def dataset_frame(plan: DatasetPlan) -> dd.DataFrame:
+def dataset_frame(plan: DatasetPlan) -> "dd.DataFrame":
     """The dataset as a Dask DataFrame, one partition per planned partition, indexed by row
     number (so its divisions are known). Nothing is read until a partition is computed."""
     first, last = plan.partitions[0], plan.partitions[-1]
@@ -202,6 +271,8 @@ def dataset_frame(plan: DatasetPlan) -> dd.DataFrame:
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _unreadable(first.path, exc) from None
     divisions = [partition.start for partition in plan.partitions] + [last.start + last.rows - 1]
+    import dask.dataframe as dd  # here: a web process checks locations without loading Dask
+
     return dd.from_map(
         read_partition,
         plan.partitions,

@@ -115,11 +115,15 @@ class PredictionJob(models.Model):
 
 
 class DatasetRun(models.Model):
-    """One Parquet dataset scored where it lives by a Dask cluster (`manage.py score_dataset`):
-    the version, where the rows came from and went, and how far it got."""
+    """One Parquet dataset scored where it lives by a Dask cluster (`manage.py score_dataset`,
+    or the datasets API through an RQ job): the version, where the rows came from and went, the
+    run's options, and how far it got."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="dataset_runs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.RUNNING)
     input = models.CharField(max_length=1000, help_text="A Parquet file, directory or glob.")
     output = models.CharField(max_length=1000, help_text="The predictions' Parquet directory.")
@@ -129,6 +133,16 @@ class DatasetRun(models.Model):
         max_length=200, blank=True, help_text="The Dask scheduler's address, or the local cluster."
     )
     workers = models.PositiveIntegerField(default=0)
+    partition_rows = models.PositiveIntegerField(default=100_000)
+    with_probabilities = models.BooleanField(
+        null=True, blank=True, help_text="Null: a classifier's probabilities come with its labels."
+    )
+    rq_job_id = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The RQ job of a run queued by the API; blank: the command.",
+    )
+    request_id = models.CharField(max_length=128, blank=True)
     rows_total = models.BigIntegerField(default=0)
     rows_done = models.BigIntegerField(default=0)
     rows_failed = models.BigIntegerField(default=0)

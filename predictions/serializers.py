@@ -9,7 +9,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import JobStatus, PredictionJob
+from .lake import PARTITION_ROWS
+from .models import DatasetRun, JobStatus, PredictionJob
 from .parsers import SINGLE, ParsedInput
 from .services import Prediction
 
@@ -200,3 +201,91 @@ class JobOutput(serializers.ModelSerializer):
                 errors=self._url("job-errors", job),
             )
         return links
+
+
+class DatasetInput(serializers.Serializer):
+    """A dataset run: where the rows are and where they go (inside DATASET_LOCATIONS)."""
+
+    input = serializers.CharField(
+        max_length=1000, help_text="A Parquet file, a folder of them or a glob; or an s3:// URL."
+    )
+    output = serializers.CharField(
+        max_length=1000, help_text="A new (or empty) folder for the predictions' Parquet files."
+    )
+    errors = serializers.CharField(
+        max_length=1000, required=False, allow_blank=True, default="",
+        help_text="The bad rows' folder (default: OUTPUT/_errors, which Parquet readers skip).",
+    )  # fmt: skip
+    id_column = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default="",
+        help_text="An input column copied into both outputs as `id`.",
+    )  # fmt: skip
+    scheduler = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default="",
+        help_text="One of DATASET_SCHEDULERS (tcp://host:8786); default: a local cluster of "
+        "DATASET_WORKERS processes in the RQ worker.",
+    )  # fmt: skip
+    partition_rows = serializers.IntegerField(
+        min_value=1, max_value=100_000_000, required=False, default=PARTITION_ROWS,
+        help_text="Rows per Dask partition at most (whole row groups).",
+    )  # fmt: skip
+    probabilities = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="A classifier's class probabilities (default: yes for a classifier).",
+    )  # fmt: skip
+
+
+class DatasetRunOutput(serializers.ModelSerializer):
+    """A dataset run's state, counts and timings."""
+
+    model = serializers.CharField(source="version.registered_model.name")
+    version = serializers.IntegerField(source="version.number")
+    progress = serializers.FloatField(
+        help_text="Share of the rows scored, 0 to 1 (1 once succeeded)."
+    )
+    rows_total = serializers.IntegerField(
+        help_text="Rows of the dataset, from its files' footers (0 until the run starts)."
+    )
+    partitions_total = serializers.IntegerField(help_text="Dask partitions (0 until it starts).")
+    partitions_done = serializers.IntegerField(help_text="Partitions scored and written so far.")
+    scheduler = serializers.CharField(
+        help_text="The Dask scheduler's address; `local` (or empty while queued): a local cluster."
+    )
+    probabilities = serializers.BooleanField(
+        source="with_probabilities", allow_null=True, help_text="Null: the model's default."
+    )
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetRun
+        fields = [
+            "id",
+            "url",
+            "model",
+            "version",
+            "status",
+            "progress",
+            "input",
+            "output",
+            "errors_output",
+            "id_column",
+            "scheduler",
+            "workers",
+            "partition_rows",
+            "probabilities",
+            "rows_total",
+            "rows_done",
+            "rows_failed",
+            "partitions_total",
+            "partitions_done",
+            "failure_reason",
+            "created_by",
+            "request_id",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_url(self, run: DatasetRun) -> str:
+        return reverse("dataset-detail", args=[run.id])

@@ -13,6 +13,7 @@ from core.errors import ServingError, is_storage_full
 
 from . import services
 from .serializers import JobOutput
+from .services import dataset_runs
 
 
 def _run(step, job_id: str, *args) -> None:
@@ -56,3 +57,9 @@ def deliver_callback(job_id: str) -> None:
     """POST the ended job's document to its callback URL (services.deliver_callback); an
     answer other than 2xx raises, so RQ's Retry sends it again."""
     services.deliver_callback(job_id, document=lambda job: JobOutput(job).data)
+
+
+def score_dataset(run_id: str) -> None:
+    """Score a queued dataset run on its Dask cluster (dataset_runs.run_dataset); the run's row
+    records its end, whatever it is."""
+    dataset_runs.run_dataset(run_id)

@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.views.generic import TemplateView
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
 from core.errors import PROBLEM_CONTENT_TYPE, problem
@@ -16,8 +17,8 @@ from modelregistry.models import RegisteredModel, VersionStatus
 from modelregistry.serving import APPROXIMATE_HEADER
 
 from . import intake, jobfiles, monitoring, services
-from .errors import InvalidInput, JobNotFound, ResultsNotReady
-from .models import JobStatus, PredictionJob
+from .errors import DatasetRunNotFound, InvalidInput, JobNotFound, ResultsNotReady
+from .models import DatasetRun, JobStatus, PredictionJob
 from .openapi import (
     job_cancel_schema,
     job_detail_schema,
@@ -29,9 +30,11 @@ from .openapi import (
     predict_query_schema,
     predict_schema,
 )
+from .openapi.datasets import dataset_create_schema, dataset_detail_schema, dataset_list_schema
 from .permissions import PredictPermission
 from .request_log import note_request
-from .serializers import JobOutput, prediction_body
+from .serializers import DatasetInput, DatasetRunOutput, JobOutput, prediction_body
+from .services import dataset_runs
 from .throttles import PredictThrottle
 
 
@@ -259,6 +262,73 @@ class JobErrorsView(ApiView):
             filename=f"{job.id}-errors.csv",
             content_type="text/csv; charset=utf-8",
         )
+
+
+class DatasetCreateView(ApiView):
+    """Score a Parquet dataset where it lives, on a Dask cluster, in the background (staff)."""
+
+    permission_classes = [IsAdminUser]
+
+    @dataset_create_schema
+    def post(self, request, name, number=None):
+        version = services.servable_version(name, number)
+        note_request(request, version_number=version.number)
+        data = DatasetInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        options = data.validated_data
+        run = dataset_runs.submit_dataset(
+            version=version,
+            input=options["input"],
+            output=options["output"],
+            errors_output=options["errors"],
+            id_column=options["id_column"],
+            scheduler=options["scheduler"],
+            partition_rows=options["partition_rows"],
+            with_probabilities=options["probabilities"],
+            created_by=request.user,
+            request_id=request.request_id,
+        )
+        note_request(request, job_id=run.id)
+        body = DatasetRunOutput(run).data
+        return Response(body, status=202, headers={"Location": body["url"]})
+
+
+def _dataset_runs():
+    return DatasetRun.objects.select_related("version__registered_model", "created_by")
+
+
+class DatasetListView(ApiView):
+    """Every dataset run, newest first (staff)."""
+
+    permission_classes = [IsAdminUser]
+    ordering = "-created_at"
+
+    @dataset_list_schema
+    def get(self, request):
+        runs = _dataset_runs()
+        model = request.query_params.get("model")
+        if model is not None:
+            runs = runs.filter(version__registered_model__name=model)
+        status = request.query_params.get("status")
+        if status is not None:
+            if status not in JobStatus.values:
+                raise InvalidInput(f"'status' must be one of {', '.join(JobStatus.values)}.")
+            runs = runs.filter(status=status)
+        return paginated_response(self, request, runs, DatasetRunOutput)
+
+
+class DatasetDetailView(ApiView):
+    """A dataset run's state and progress (staff)."""
+
+    permission_classes = [IsAdminUser]
+
+    @dataset_detail_schema
+    def get(self, request, run_id):
+        note_request(request, job_id=run_id)
+        run = _dataset_runs().filter(pk=run_id).first()
+        if run is None:
+            raise DatasetRunNotFound(f"No dataset run {run_id}.")
+        return Response(DatasetRunOutput(dataset_runs.refresh_run(run)).data)
 
 
 # --- Web pages

@@ -442,6 +442,15 @@ except ValueError:
     ) from None
 JOB_CALLBACK_TIMEOUT_SECONDS = env_int("JOB_CALLBACK_TIMEOUT_SECONDS", 10, minimum=1)
 
+# Datasets scored through the API (predictions/services/datasets.py): the only places a run may
+# read or write, as local folders or fsspec URL prefixes (s3://bucket/lake); none: the API
+# scores no datasets (`manage.py score_dataset`, run from a shell, is not limited by them).
+DATASET_LOCATIONS = env_list("DATASET_LOCATIONS", "")
+# Dask schedulers (tcp://host:8786) a run may name; none: each run opens a local cluster of
+# DATASET_WORKERS processes in its RQ worker.
+DATASET_SCHEDULERS = env_list("DATASET_SCHEDULERS", "")
+DATASET_WORKERS = env_int("DATASET_WORKERS", 2, minimum=1)
+
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     # Shared by every instance: single-row predictions (predictions/services/prediction_cache.py).

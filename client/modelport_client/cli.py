@@ -1,6 +1,7 @@
 """The `modelport` command: a server's models, predictions and jobs from a shell.
 
-Answers go to stdout (`--output table`, the default, or `json`: the server's JSON as sent);
+Answers go to stdout (`--output table`, the default, or `json`: the server's JSON as sent;
+`--format` for `datasets score`, whose --output is the run's output folder);
 progress bars and messages to stderr. An error prints its title and detail (and a request's row
 errors) on stderr and exits with 1; `--output json` also prints the problem body on stdout.
 """
@@ -65,16 +66,23 @@ def _set_url(ctx: click.Context, param, value) -> None:
         ctx.ensure_object(State).url = value
 
 
-def common(command):
-    """--output and --url, taken before or after the command's name."""
+def common(command, *, output: tuple[str, ...] = ("--output", "-o")):
+    """--output and --url, taken before or after the command's name (a command whose --output
+    is something else names the format option otherwise: `output=("--format", "-f")`)."""
     command = click.option(
-        "--output", "-o", type=click.Choice(OUTPUTS), default=None, expose_value=False,
+        *output, "answer_format", type=click.Choice(OUTPUTS), default=None, expose_value=False,
         callback=_set_output, help="table (the default) or json.",
     )(command)  # fmt: skip
     return click.option(
         "--url", default=None, expose_value=False, callback=_set_url,
         help="The server (default: MODELPORT_URL, the config file's url, http://127.0.0.1:8000).",
     )(command)  # fmt: skip
+
+
+def common_with_format(command):
+    """common() for a command whose --output is a path: the format is --format (or -o before
+    the command's name: `modelport -o json datasets score ...`)."""
+    return common(command, output=("--format", "-f"))
 
 
 def _report(error: ModelportError, state: State | None) -> None:
@@ -155,12 +163,14 @@ def transfer_bar(label: str) -> Iterator[Callable[[int, int | None], None]]:
         yield update
 
 
-def wait_with_bar(client: Client, job: dict, timeout: float | None) -> dict:
-    """Wait for the job with a bar of its `progress` (rows done of rows counted) on stderr."""
+def wait_with_bar(client: Client, job: dict, timeout: float | None, *, kind: str = "job") -> dict:
+    """Wait for the job (or dataset run, `kind="dataset"`) with a bar of its `progress` (rows
+    done of rows counted) on stderr."""
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn())  # fmt: skip
+    waiter = client.wait_dataset if kind == "dataset" else client.wait
     with Progress(*columns, console=stderr) as bar:
-        task = bar.add_task(f"job {job['id']}", total=1.0)
+        task = bar.add_task(f"{kind} {job['id']}", total=1.0)
 
         def show(state: dict) -> None:
             total = state.get("rows_total")
@@ -168,10 +178,10 @@ def wait_with_bar(client: Client, job: dict, timeout: float | None) -> dict:
             bar.update(
                 task,
                 completed=state.get("progress") or 0.0,
-                description=f"job {state['status']}: {rows}",
+                description=f"{kind} {state['status']}: {rows}",
             )
 
-        return client.wait(job, timeout=timeout, on_update=show)
+        return waiter(job, timeout=timeout, on_update=show)
 
 
 JOB_FIELDS = ["id", "model", "version", "status", "progress", "rows_total", "rows_done",
@@ -181,12 +191,29 @@ VERSION_FIELDS = ["model", "number", "status", "status_reason", "is_default", "f
                   "sha256", "size_bytes", "notes", "created_by", "created_at"]  # fmt: skip
 
 
-def _finished(job: dict) -> None:
-    """Exit 1 (after showing the job) when it did not succeed."""
+DATASET_FIELDS = ["id", "model", "version", "status", "progress", "rows_total", "rows_done",
+                  "rows_failed", "partitions_total", "partitions_done", "input", "output",
+                  "errors_output", "scheduler", "workers", "failure_reason", "created_at",
+                  "finished_at"]  # fmt: skip
+
+
+def _finished(job: dict, kind: str = "job") -> None:
+    """Exit 1 (after showing the job or run) when it did not succeed."""
     if job["status"] != "succeeded":
         reason = job.get("failure_reason") or ""
-        click.echo(f"Error: the job {job['status']}" + (f": {reason}" if reason else ""), err=True)
+        click.echo(f"Error: the {kind} {job['status']}" + (f": {reason}" if reason else ""),
+                   err=True)  # fmt: skip
         raise click.exceptions.Exit(1)
+
+
+def _model_and_number(spec: str) -> tuple[str, int | None]:
+    """NAME or NAME:VERSION."""
+    name, _, number = spec.partition(":")
+    if not number:
+        return name, None
+    if not number.isdigit():
+        raise click.BadParameter(f"{spec!r}: the version after ':' is a number, e.g. {name}:2.")
+    return name, int(number)
 
 
 # --- the commands
@@ -354,6 +381,86 @@ def jobs_download(job_id: str, path: str, kind: str | None, row_errors: bool) ->
             saved = client.download(job_id, path, format=kind, progress=progress)
     result = {"job": job_id, "path": str(saved), "bytes": saved.stat().st_size}
     emit(result, _fields)
+
+
+@cli.group()
+def datasets() -> None:
+    """Parquet datasets scored where they live on the server's Dask cluster (staff)."""
+
+
+@datasets.command("score")
+@click.argument("model", metavar="NAME[:VERSION]")
+@click.option("--input", "source", required=True, help="A Parquet file, folder or glob (server).")
+@click.option("--output", "target", required=True, help="A new folder for the predictions.")
+@click.option("--errors", help="The bad rows' folder (default OUTPUT/_errors).")
+@click.option("--id-column", help="An input column copied into both outputs as 'id'.")
+@click.option("--scheduler", help="One of the server's DATASET_SCHEDULERS (default: local).")
+@click.option("--partition-rows", type=click.IntRange(min=1), help="Rows per partition at most.")
+@click.option(
+    "--probabilities/--no-probabilities", default=None,
+    help="A classifier's class probabilities (default: with them).",
+)  # fmt: skip
+@click.option("--wait", "should_wait", is_flag=True, help="Follow the run until it finishes.")
+@click.option("--timeout", type=float, help="With --wait: give up waiting after this many s.")
+@common_with_format
+def datasets_score(
+    model: str,
+    source: str,
+    target: str,
+    errors: str | None,
+    id_column: str | None,
+    scheduler: str | None,
+    partition_rows: int | None,
+    probabilities: bool | None,
+    should_wait: bool,
+    timeout: float | None,
+) -> None:
+    """Score a dataset the server can read with NAME (its default version) or NAME:VERSION, in
+    the background; with --wait, follow it (exit 1 unless it succeeds). --output is the run's
+    output folder here: the answer's format is --format (or -o before `datasets`)."""
+    name, number = _model_and_number(model)
+    client = _state().client
+    run = client.score_dataset(
+        name, source, target, version=number, errors=errors, id_column=id_column,
+        scheduler=scheduler, partition_rows=partition_rows, probabilities=probabilities,
+    )  # fmt: skip
+    if should_wait:
+        run = wait_with_bar(client, run, timeout, kind="dataset")
+    emit(run, lambda data: _fields(data, DATASET_FIELDS))
+    if should_wait:
+        _finished(run, "dataset run")
+
+
+@datasets.command("show")
+@click.argument("run_id")
+@common
+def datasets_show(run_id: str) -> None:
+    """A dataset run's state and progress."""
+    emit(_state().client.dataset_run(run_id), lambda data: _fields(data, DATASET_FIELDS))
+
+
+@datasets.command("wait")
+@click.argument("run_id")
+@click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@common
+def datasets_wait(run_id: str, timeout: float | None) -> None:
+    """Follow a dataset run until it finishes (exit 1 unless it succeeds)."""
+    client = _state().client
+    run = wait_with_bar(client, client.dataset_run(run_id), timeout, kind="dataset")
+    emit(run, lambda data: _fields(data, DATASET_FIELDS))
+    _finished(run, "dataset run")
+
+
+@datasets.command("list")
+@click.option("--model", help="Only runs of this model.")
+@click.option("--status", help="Only runs in this state.")
+@common
+def datasets_list(model: str | None, status: str | None) -> None:
+    """Every dataset run, newest first."""
+    columns = ["id", "model", "version", "status", "progress", "rows_done", "rows_failed",
+               "output", "created_at"]  # fmt: skip
+    runs = _state().client.dataset_runs(model=model, status=status)
+    emit(runs, lambda data: _records(data, columns))
 
 
 @cli.group()

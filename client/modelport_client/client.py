@@ -1,4 +1,5 @@
-"""`Client(url, token)`: a Modelport server's registry, predictions and jobs over HTTP.
+"""`Client(url, token)`: a Modelport server's registry, predictions, jobs and dataset runs over
+HTTP.
 
 Every method returns the server's JSON answer as plain dicts and lists (the README's shapes);
 every error is a `ModelportError`. Files are streamed both ways, never read whole.
@@ -345,10 +346,24 @@ class Client:
         it; `on_update(job)` sees every state read. The interval grows from `poll_seconds` to
         `max_poll_seconds` while nothing moves and starts again when the job does. Past
         `timeout` seconds: a ModelportError (`wait_timeout`); the job goes on."""
+        return self._poll(
+            lambda: self.job(job), "Job", timeout, on_update, poll_seconds, max_poll_seconds
+        )
+
+    def _poll(
+        self,
+        read: Callable[[], dict],
+        noun: str,
+        timeout: float | None,
+        on_update: Callable[[dict], None] | None,
+        poll_seconds: float,
+        max_poll_seconds: float,
+    ) -> dict:
+        """Read the state until it has finished, the interval growing while nothing moves."""
         deadline = None if timeout is None else time.monotonic() + timeout
         interval, last = poll_seconds, None
         while True:
-            state = self.job(job)
+            state = read()
             if on_update is not None:
                 on_update(state)
             if state["status"] in FINISHED:
@@ -363,11 +378,70 @@ class Client:
                     raise ModelportError(
                         status=None,
                         code="wait_timeout",
-                        title="The job has not finished",
-                        detail=f"Job {state['id']} is still {state['status']} after {timeout} s.",
+                        title=f"The {noun.lower()} has not finished",
+                        detail=f"{noun} {state['id']} is still {state['status']} after "
+                        f"{timeout} s.",
                         body=state,
                     )
             time.sleep(pause)  # the polling interval of a wait on the server's state
+
+    # --- datasets (staff)
+
+    def score_dataset(
+        self,
+        name: str,
+        input: str | os.PathLike,
+        output: str | os.PathLike,
+        *,
+        version: int | None = None,
+        errors: str | os.PathLike | None = None,
+        id_column: str | None = None,
+        scheduler: str | None = None,
+        partition_rows: int | None = None,
+        probabilities: bool | None = None,
+    ) -> dict:
+        """Score a Parquet dataset where it lives (a file, folder or glob the server can read,
+        local to it or s3://, inside its DATASET_LOCATIONS) on a Dask cluster, in the
+        background (staff only): predictions to `output`, bad rows to `errors` (default
+        OUTPUT/_errors). Answers with the queued run: `wait_dataset()` for it."""
+        body: dict[str, Any] = {"input": os.fspath(input), "output": os.fspath(output)}
+        options = {
+            "errors": os.fspath(errors) if errors is not None else None,
+            "id_column": id_column,
+            "scheduler": scheduler,
+            "partition_rows": partition_rows,
+            "probabilities": probabilities,
+        }
+        body.update({key: value for key, value in options.items() if value is not None})
+        return self._call("POST", _model_path(name, version) + "/datasets", json=body)
+
+    def dataset_runs(self, *, model: str | None = None, status: str | None = None) -> list[dict]:
+        """Every dataset run, newest first (every page), of one model or in one state if asked."""
+        filters = {name: value for name, value in (("model", model), ("status", status)) if value}
+        return self._every_page(f"{API}/datasets/", **filters)
+
+    def dataset_run(self, run: Mapping | str) -> dict:
+        """A dataset run's state: `status`, `progress`, `rows_total`, `rows_done`, partitions."""
+        return self._call("GET", f"{API}/datasets/{_job_id(run)}/")
+
+    def wait_dataset(
+        self,
+        run: Mapping | str,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[dict], None] | None = None,
+        poll_seconds: float = 0.2,
+        max_poll_seconds: float = 2.0,
+    ) -> dict:
+        """Poll the dataset run until it has finished and return it, as `wait()` does a job's."""
+        return self._poll(
+            lambda: self.dataset_run(run),
+            "Dataset run",
+            timeout,
+            on_update,
+            poll_seconds,
+            max_poll_seconds,
+        )
 
     def download(
         self,

@@ -20,13 +20,12 @@ RQ worker needs (core/clusters.py).
 
 import logging
 import posixpath
+from typing import TYPE_CHECKING
 
-import dask
 import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from distributed import Client, as_completed
 from django.db.models import F
 from django.utils import timezone
 
@@ -37,6 +36,8 @@ from ..errors import InvalidInput, OutputExists
 from ..jobfiles import prediction_type
 from ..lake import (
     PARTITION_ROWS,
+    check_files,
+    check_location,
     check_writable,
     dataset_frame,
     make_folder,
@@ -47,6 +48,9 @@ from ..lake import (
 from ..models import DatasetRun, JobStatus
 from ..parsers import BATCH, ParsedInput
 from .scoring import Prediction, score_rows
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +185,17 @@ def _move_parts(
     move_files(fs, names, targets)
 
 
+def fail_run(run_id, reason: str) -> None:
+    """Mark an unfinished run failed with a readable reason (a finished one stays as it is)."""
+    updated = DatasetRun.objects.filter(
+        pk=run_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    ).update(status=JobStatus.FAILED, failure_reason=reason[:2000], finished_at=timezone.now())
+    if updated:
+        logger.warning("dataset run %s failed: %s", run_id, reason)
+
+
 def _fail(run: DatasetRun, reason: str) -> None:
-    DatasetRun.objects.filter(pk=run.pk).update(
-        status=JobStatus.FAILED, failure_reason=reason[:2000], finished_at=timezone.now()
-    )
-    logger.warning("dataset run %s failed: %s", run.id, reason)
+    fail_run(run.pk, reason)
 
 
 def _remove(fs: fsspec.AbstractFileSystem, path: str, *, created: bool) -> None:
@@ -197,8 +207,10 @@ def _remove(fs: fsspec.AbstractFileSystem, path: str, *, created: bool) -> None:
         fs.rm(parent, recursive=True)
 
 
-def _score_partitions(run: DatasetRun, client: Client, tasks: list) -> None:
+def _score_partitions(run: DatasetRun, client: "Client", tasks: list) -> None:
     """Compute the tasks on the cluster; the run's figures grow as each partition is done."""
+    from distributed import as_completed
+
     futures = client.compute(tasks)
     try:
         for future in as_completed(futures):
@@ -212,49 +224,89 @@ def _score_partitions(run: DatasetRun, client: Client, tasks: list) -> None:
         client.cancel(futures)
 
 
+def probabilities_of(version: ModelVersion, asked: bool | None) -> bool:
+    """Whether a run adds class probabilities: asked, or by default a classifier's (a model
+    without them asked for them: InvalidInput)."""
+    has_probabilities = bool(version.output_info.get("has_probabilities"))
+    if asked and not has_probabilities:
+        task = version.output_info["task"]
+        raise InvalidInput(f"{version} is a {task} model without probabilities.")
+    return has_probabilities if asked is None else asked
+
+
+def default_errors_output(output: str) -> str:
+    """Where the bad rows go unless told: inside the output, in a folder readers skip."""
+    return posixpath.join(output, ERRORS_FOLDER)
+
+
+def check_outputs(output: str, errors_output: str) -> None:
+    """Refuse an output (or errors output) that already holds files (OutputExists, 409) or
+    cannot be written (OutputNotWritable: no bucket)."""
+    for url in (output, errors_output):
+        fs, path = open_location(url)
+        _check_new(fs, path, url)
+
+
 def score_dataset(
     *,
     version: ModelVersion,
     input: str,
     output: str,
-    client: Client,
+    client: "Client",
     errors_output: str = "",
     id_column: str = "",
     with_probabilities: bool | None = None,
     partition_rows: int = PARTITION_ROWS,
     scheduler: str = "",
+    run: DatasetRun | None = None,
+    locations: list[str] | None = None,
 ) -> DatasetRun:
     """Score a Parquet dataset on the Dask cluster of `client` into Parquet predictions at
     `output` and its bad rows at `errors_output` (default: `output`/_errors); the run's row
-    records it. Probabilities come with a classifier's predictions unless `with_probabilities`
-    is False. A failed run is recorded, leaves its outputs as they were, and re-raises."""
-    has_probabilities = bool(version.output_info.get("has_probabilities"))
-    if with_probabilities and not has_probabilities:
-        task = version.output_info["task"]
-        raise InvalidInput(f"{version} is a {task} model without probabilities.")
-    with_probabilities = has_probabilities if with_probabilities is None else with_probabilities
-    errors_output = errors_output or posixpath.join(output, ERRORS_FOLDER)
-    plan = plan_dataset(input, partition_rows=partition_rows)
-    out_fs, out_path = open_location(output)
-    errors_fs, errors_path = open_location(errors_output)
-    _check_new(out_fs, out_path, output)
-    _check_new(errors_fs, errors_path, errors_output)
+    records it (`run`: a queued row of the API, else a new one). Probabilities come with a
+    classifier's predictions unless `with_probabilities` is False. With `locations`, the
+    dataset's files and the outputs must lie inside them. A failed run is recorded, leaves its
+    outputs as they were, and re-raises."""
+    try:
+        with_probabilities = probabilities_of(version, with_probabilities)
+        errors_output = errors_output or default_errors_output(output)
+        plan = plan_dataset(input, partition_rows=partition_rows)
+        if locations is not None:
+            check_files(input, plan.files, locations)
+            check_location(output, locations, what="output")
+            check_location(errors_output, locations, what="errors output")
+        out_fs, out_path = open_location(output)
+        errors_fs, errors_path = open_location(errors_output)
+        _check_new(out_fs, out_path, output)
+        _check_new(errors_fs, errors_path, errors_output)
+    except BaseException as exc:
+        if run is not None:
+            _fail(run, exc.detail if isinstance(exc, ServingError) else repr(exc))
+        raise
     created = {"output": not out_fs.exists(out_path), "errors": not errors_fs.exists(errors_path)}
     # The row of the version as the workers will see it, with its model (for names and metrics).
     version = ModelVersion.objects.select_related("registered_model").get(pk=version.pk)
-    run = DatasetRun.objects.create(
-        version=version,
-        input=input,
-        output=output,
-        errors_output=errors_output,
-        id_column=id_column,
-        scheduler=scheduler or "local",
-        workers=len(client.nthreads()),
-        rows_total=plan.rows,
-        partitions_total=len(plan.partitions),
-        started_at=timezone.now(),
-        status=JobStatus.RUNNING,
-    )
+    figures = {
+        "scheduler": scheduler or "local",
+        "workers": len(client.nthreads()),
+        "rows_total": plan.rows,
+        "partitions_total": len(plan.partitions),
+        "started_at": timezone.now(),
+        "status": JobStatus.RUNNING,
+    }
+    if run is None:
+        run = DatasetRun.objects.create(
+            version=version,
+            input=input,
+            output=output,
+            errors_output=errors_output,
+            id_column=id_column,
+            partition_rows=partition_rows,
+            with_probabilities=with_probabilities,
+            **figures,
+        )
+    else:
+        DatasetRun.objects.filter(pk=run.pk).update(errors_output=errors_output, **figures)
     temporary = {
         "output": (out_fs, posixpath.join(out_path, f".run-{run.id}")),
         "errors": (errors_fs, posixpath.join(errors_path, f".run-{run.id}")),
@@ -265,6 +317,8 @@ def score_dataset(
     try:
         for fs, path in temporary.values():
             make_folder(fs, path)
+        import dask  # here: a web process checks a run (dataset_runs) without loading Dask
+
         score = dask.delayed(score_partition)
         tasks = [
             score(

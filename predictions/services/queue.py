@@ -1,8 +1,9 @@
 """The RQ plumbing under the job state machine: enqueue a step, and ask RQ about a job's steps.
 
-A job's RQ ids are derived from our id (`<id>-plan`, `<id>-chunk-<n>`, `<id>-finish`), so no
-write can lose them. RQ's records expire; the PredictionJob row is the record, and RQ is only
-asked whether a step is still alive or how it failed.
+A job's RQ ids are derived from our id (`<id>-plan`, `<id>-chunk-<n>`, `<id>-finish`; a
+dataset run's `dataset-<id>`), so no write can lose them. RQ's records expire; the PredictionJob
+(or DatasetRun) row is the record, and RQ is only asked whether a step is still alive or how it
+failed.
 """
 
 from datetime import timedelta
@@ -113,17 +114,36 @@ def enqueue_chunks(job_id, chunks: int) -> None:
     )
 
 
-def _rq_jobs(job: PredictionJob) -> list:
-    queue = _queue()
-    fetched = RQJob.fetch_many(
-        rq_ids(job), connection=queue.connection, serializer=queue.serializer
+def dataset_id(run_id) -> str:
+    """The RQ id of the step that scores a dataset run (services/dataset_runs.py)."""
+    return f"dataset-{run_id}"
+
+
+def enqueue_dataset(run_id) -> str:
+    """Queue the dataset run's one step, retried once if its worker dies: that second start
+    finds the run running and fails it, its temporary files removed (dataset_runs)."""
+    return enqueue(
+        "predictions.tasks.score_dataset", dataset_id(run_id), str(run_id), retry=Retry(max=1)
     )
+
+
+def _fetch(ids: list[str]) -> list:
+    queue = _queue()
+    fetched = RQJob.fetch_many(ids, connection=queue.connection, serializer=queue.serializer)
     return [rq_job for rq_job in fetched if rq_job]
+
+
+def _rq_jobs(job: PredictionJob) -> list:
+    return _fetch(rq_ids(job))
 
 
 def failure(job: PredictionJob) -> str:
     """The last line of the first failed RQ step's traceback, if RQ still has one."""
-    for rq_job in _rq_jobs(job):
+    return _failure(_rq_jobs(job))
+
+
+def _failure(rq_jobs: list) -> str:
+    for rq_job in rq_jobs:
         if rq_job.get_status(refresh=False) == RQStatus.FAILED:
             result = rq_job.latest_result()
             text = (result.exc_string if result else "") or ""
@@ -135,8 +155,23 @@ def failure(job: PredictionJob) -> str:
 def is_alive(job: PredictionJob) -> bool:
     """Whether a step of the job is still waiting, or running with a worker that sends
     heartbeats. Raises RedisError when RQ cannot be asked."""
+    return _any_alive(_rq_jobs(job))
+
+
+def failure_of(rq_id: str) -> str:
+    """The last line of the traceback of one RQ job (a dataset run's), if RQ still has one."""
+    return _failure(_fetch([rq_id]))
+
+
+def is_alive_id(rq_id: str) -> bool:
+    """Whether one RQ job (a dataset run's) is waiting, or running with a worker that sends
+    heartbeats. Raises RedisError when RQ cannot be asked."""
+    return _any_alive(_fetch([rq_id]))
+
+
+def _any_alive(rq_jobs: list) -> bool:
     stale = timezone.now() - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
-    for rq_job in _rq_jobs(job):
+    for rq_job in rq_jobs:
         status = rq_job.get_status(refresh=False)
         if status in ALIVE_RQ_STATUSES:
             return True

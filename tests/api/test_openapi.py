@@ -140,6 +140,8 @@ def test_every_operation_is_tagged_with_its_area(schema):
     assert tagged["/api/v1/models/{name}/jobs"] == "jobs"
     assert tagged["/api/v1/jobs/{job_id}/"] == "jobs"
     assert tagged["/api/v1/models/{name}/versions/"] == "registry"
+    assert tagged["/api/v1/models/{name}/datasets"] == "datasets"
+    assert tagged["/api/v1/datasets/{run_id}/"] == "datasets"
     assert tagged["/readyz"] == "monitoring"
     assert {tag["name"] for tag in schema["tags"]} == set(tagged.values())
 
@@ -179,3 +181,34 @@ def test_every_api_route_is_in_the_schema(schema):
     assert len(routes) >= 15
     for route, _ in routes:
         assert schema_path(route) in schema["paths"], route
+
+
+def test_the_dataset_operations_document_their_bodies_and_error_codes(schema):
+    paths = schema["paths"]
+    for path in (
+        "/api/v1/models/{name}/datasets",
+        "/api/v1/models/{name}/versions/{number}/datasets",
+    ):
+        create = paths[path]["post"]
+        body = create["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/DatasetInputRequest"}
+        responses = create["responses"]
+        accepted = responses["202"]["content"]["application/json"]["schema"]
+        assert accepted == {"$ref": "#/components/schemas/DatasetRunOutput"}
+        for status, code in [
+            ("403", "location_not_allowed"),
+            ("403", "datasets_not_enabled"),
+            ("403", "scheduler_not_allowed"),
+            ("404", "dataset_not_found"),
+            ("409", "output_exists"),
+            ("503", "queue_unavailable"),
+        ]:
+            assert code in responses[status]["description"], (path, status, code)
+    detail = paths["/api/v1/datasets/{run_id}/"]["get"]["responses"]
+    assert "dataset_run_not_found" in detail["404"]["description"]
+    listing = paths["/api/v1/datasets/"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"cursor", "page_size", "status"}
+    page = listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert page.endswith("DatasetRunPage")
+    required = set(schema["components"]["schemas"]["DatasetInputRequest"]["required"])
+    assert required == {"input", "output"}

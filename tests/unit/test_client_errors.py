@@ -99,3 +99,11 @@ def test_a_broken_config_file_is_the_same_error(tmp_path, monkeypatch):
     assert raised(load_settings).code == "config_invalid"
     config.write_text("token = 3\n")
     assert "'token' must be a string" in raised(load_settings).detail
+
+
+def test_waiting_for_a_dataset_run_past_its_timeout_is_the_same_error():
+    running = {"id": "r1", "status": "running", "rows_done": 0, "progress": 0.0}
+    client = answering(200, json=running)
+    error = raised(lambda: client.wait_dataset("r1", timeout=0))
+    assert (error.status, error.code) == (None, "wait_timeout")
+    assert error.detail == "Dataset run r1 is still running after 0 s." and error.body == running

@@ -1,5 +1,6 @@
 """What the OpenAPI schema (/api/schema/, Swagger UI at /api/docs/) says about predictions:
-every request form with an example, the response, and each error code."""
+every request form with an example, the response, and each error code (dataset runs:
+`datasets.py`)."""
 
 import orjson
 from drf_spectacular.types import OpenApiTypes
@@ -9,9 +10,9 @@ from rest_framework import serializers
 from core.openapi import error
 from core.pagination import PAGE_PARAMETERS, page_of
 
-from . import formats
-from .models import JobStatus
-from .serializers import JobOutput, PredictOutput
+from .. import formats
+from ..models import JobStatus
+from ..serializers import JobOutput, PredictOutput
 
 ROW = {
     "med_inc": 3.2,
