@@ -17,11 +17,10 @@ from rq.serializers import JSONSerializer
 
 from predictions.models import DatasetRun, JobStatus
 from predictions.services import queue as job_queue
-from tests.api.test_score_dataset import dask_client, fresh_worker_caches, house_dataset
+from tests.datasets import house_dataset
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["dask_client", "fresh_worker_caches"]  # the module's fixtures, used here too
 
 DATASETS = "/api/v1/models/house-prices/datasets"
 RELATIVE = 1e-9

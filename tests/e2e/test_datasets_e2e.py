@@ -21,7 +21,7 @@ from core import clusters
 from core.authentication import create_token
 from modelregistry import services as registry_services
 from scripts.stack import Stack, database_url
-from tests.api.test_score_dataset import house_dataset
+from tests.datasets import house_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
