@@ -34,7 +34,7 @@ from bench.common import (
     write_json,
 )
 from bench.wrk import Scenario, WrkResult, check_answers, run_wrk, write_payloads
-from scripts.stack import Stack, http_request
+from scripts.stack import Stack, http_request, worker_starts
 
 # From the issues: what the API should reach on this machine.
 TARGET_BATCH_ROWS_PER_SECOND = 120_000
@@ -223,10 +223,9 @@ class Measured:
 
 
 def worker_boots(stack: Stack) -> int:
-    """Gunicorn workers booted so far, all instances (more than one each: max_requests)."""
+    """Web workers started so far, all instances (more than one each once they recycle)."""
     return sum(
-        path.read_text(errors="replace").count("Booting worker with pid")
-        for path in stack.log_dir.glob("web*.log")
+        worker_starts(path.read_text(errors="replace")) for path in stack.log_dir.glob("web*.log")
     )
 
 

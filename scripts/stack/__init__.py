@@ -25,11 +25,13 @@ from pathlib import Path
 
 from scripts.stack.commands import (
     database_url,
-    gunicorn_command,
     nginx_binary,
     nginx_command,
     redis_command,
+    web_command,
+    web_server,
     worker_command,
+    worker_starts,
     write_nginx_conf,
 )
 from scripts.stack.processes import (
@@ -55,7 +57,6 @@ __all__ = [
     "StackError",
     "database_url",
     "free_port",
-    "gunicorn_command",
     "http_request",
     "kill_group",
     "launch",
@@ -68,6 +69,9 @@ __all__ = [
     "wait_for_path",
     "wait_for_workers",
     "wait_ready",
+    "web_command",
+    "web_server",
+    "worker_starts",
     "worker_command",
     "write_nginx_conf",
 ]
@@ -121,7 +125,7 @@ class Stack:
             name = f"web{len(self.instance_urls) + 1}"
             self.metrics_dirs[name] = self.workdir / "metrics" / name
             env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dirs[name])}
-            self.launch(name, gunicorn_command(port), env)
+            self.launch(name, web_command(port), env)
             self.instance_urls.append(f"http://127.0.0.1:{port}")
             self._health_urls[name] = f"http://127.0.0.1:{port}/healthz"
         return ports

@@ -3,6 +3,7 @@
 Stdlib only at import time; the Django settings are read when a function needs them.
 """
 
+import os
 import shutil
 import sys
 import urllib.parse
@@ -35,13 +36,34 @@ def database_url(settings_dict: dict | None = None) -> str:
     raise ValueError(f"no DATABASE_URL for a {engine} database.")
 
 
-def gunicorn_command(port: int, *, python: str = sys.executable) -> list[str]:
-    """One web instance (project/gunicorn.conf.py) on 127.0.0.1:port."""
+WEB_SERVERS = ("gunicorn", "granian")
+# The line an instance's log has for each web worker it starts.
+WORKER_START_LINES = {"gunicorn": "Booting worker", "granian": "Spawning worker"}
+
+
+def web_server() -> str:
+    """The web server of the instances: WEB_SERVER, gunicorn unless told."""
+    server = os.environ.get("WEB_SERVER", "").strip().lower() or "gunicorn"
+    if server not in WEB_SERVERS:
+        raise StackError(f"WEB_SERVER={server!r}: one of {', '.join(WEB_SERVERS)}.")
+    return server
+
+
+def web_command(port: int, *, python: str = sys.executable, server: str | None = None) -> list[str]:
+    """One web instance on 127.0.0.1:port, under gunicorn (project/gunicorn.conf.py) or granian
+    (project/granian_server.py), as WEB_SERVER says unless `server` is given."""
+    if (server or web_server()) == "granian":
+        return [python, "-m", "project.granian_server", "--bind", f"127.0.0.1:{port}"]
     return [python, "-m", "gunicorn", "-c", "project/gunicorn.conf.py"] + [
         "project.wsgi:application",
         "--bind",
         f"127.0.0.1:{port}",
     ]
+
+
+def worker_starts(log: str, server: str | None = None) -> int:
+    """How many web workers an instance's log says it started (its first ones included)."""
+    return log.count(WORKER_START_LINES[server or web_server()])
 
 
 def worker_command(queues: Iterable[str] = ("default",)) -> list[str]:

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from scripts.stack.commands import (
-    gunicorn_command,
     nginx_command,
     redis_command,
     scheduler_command,
+    web_command,
     worker_command,
     write_nginx_conf,
 )
@@ -54,7 +54,7 @@ def procfile_lines(args: argparse.Namespace, redis_socket: Path | None) -> dict[
         # kill -HUP var/web$i.pid reloads it gracefully.
         lines[f"web{i}"] = supervised(
             f"var/web{i}.pid",
-            gunicorn_command(port, python="python"),
+            web_command(port, python="python"),
             env={"PROMETHEUS_MULTIPROC_DIR": str(VAR / "metrics" / f"web{i}")},
         )
     for i in range(1, args.workers + 1):

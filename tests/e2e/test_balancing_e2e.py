@@ -26,13 +26,15 @@ from modelregistry import demo
 from modelregistry import services as registry_services
 from scripts.stack import (
     free_port,
-    gunicorn_command,
     http_request,
     launch,
     log_tails,
     nginx_command,
     stop_processes,
     wait_ready,
+    web_command,
+    web_server,
+    worker_starts,
 )
 
 from .conftest import scrape, total, wait_for, write_nginx_conf
@@ -79,7 +81,7 @@ def balanced(e2e_stack, tmp_path_factory, nginx_binary):
     )
     commands = {
         f"web{i}": [sys.executable, "scripts/supervise.py", "--pidfile", str(stack.pidfiles[i])]
-        + ["--", *gunicorn_command(port)]
+        + ["--", *web_command(port)]
         for i, port in enumerate(ports)
     }
     commands["nginx"] = nginx_command(conf, binary=nginx_binary)
@@ -331,8 +333,7 @@ def test_graceful_reload_of_every_instance_fails_no_request(balanced, served):
     outcomes = load.outcomes
     failures = [o for o in outcomes if o.status != 200]
     boots = sum(
-        (balanced.log_dir / f"web{i}.log").read_text().count("Booting worker")
-        for i in range(INSTANCES)
+        worker_starts((balanced.log_dir / f"web{i}.log").read_text()) for i in range(INSTANCES)
     )
     report("HUP", sent=len(outcomes), failures=len(failures), reload_s=round(took, 2))
     assert boots >= 2 * INSTANCES, log_tails(balanced.log_dir)
@@ -396,14 +397,23 @@ def test_promotion_and_rollback_under_load_fail_nothing_and_switch_within_2_s(ba
     assert all(o.rows_right for o in outcomes)
 
 
+# How each server is told to replace its workers often, and how many worker starts (the first
+# two included) show it did: gunicorn by request count, granian by age (60 s at the least).
+RECYCLING = {
+    "gunicorn": ({"WEB_MAX_REQUESTS": "25"}, 8),  # jitter 12
+    "granian": ({"WEB_MAX_LIFETIME_SECONDS": "60", "WEB_RECYCLE_HANDOFF_SECONDS": "5"}, 4),
+}
+
+
 def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_path, nginx_binary):
-    """Workers replaced every 25 requests (WEB_MAX_REQUESTS) behind nginx's kept-alive
-    connections: no request is lost while they come and go."""
+    """Workers replaced (RECYCLING) behind nginx's kept-alive connections: no request is lost
+    while they come and go."""
+    settings, starts = RECYCLING[web_server()]
     port, nginx_port = free_port(), free_port()
     env = {
         **e2e_stack.env,
+        **settings,
         "WEB_WORKERS": "2",
-        "WEB_MAX_REQUESTS": "25",  # jitter 2
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     conf = write_nginx_conf(tmp_path / "nginx", listen_port=nginx_port, web_ports=[port])
@@ -412,22 +422,22 @@ def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_pat
     processes = {}
     try:
         for name, command in (
-            ("web", gunicorn_command(port)),
+            ("web", web_command(port)),
             ("nginx", nginx_command(conf, binary=nginx_binary)),
         ):
             processes[name] = launch(name, command, env=env, log_dir=log_dir)
         wait_ready(f"http://127.0.0.1:{port}/healthz", process=processes["web"], log_dir=log_dir)
         with Load(f"http://127.0.0.1:{nginx_port}", single_rows(served)) as load:
             wait_for(
-                lambda: (log_dir / "web.log").read_text().count("Booting worker") >= 8,
-                "gunicorn to replace its workers several times",
-                deadline_seconds=120,
+                lambda: worker_starts((log_dir / "web.log").read_text()) >= starts,
+                "the server to replace its workers",
+                deadline_seconds=150,
             )
     finally:
         stop_processes(processes.values())
     outcomes = load.outcomes
     failures = [o for o in outcomes if o.status != 200]
-    boots = (log_dir / "web.log").read_text().count("Booting worker")
+    boots = worker_starts((log_dir / "web.log").read_text())
     report("recycling", sent=len(outcomes), failures=len(failures), worker_boots=boots)
     assert failures == [], failures[:5]
     assert all(o.rows_right for o in outcomes)
