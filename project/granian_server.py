@@ -13,8 +13,9 @@ it is ready (project/granian_app.py touches a file named after its pid, in a dir
 instance's, once it has loaded everything), at most WEB_BOOT_TIMEOUT_SECONDS; only then is the
 old one stopped, after WEB_RECYCLE_HANDOFF_SECONDS more (for its server to take connections).
 The old one finishes the requests it holds. SIGHUP replaces every worker the same way (a
-graceful reload). A worker that dies is replaced. The per-worker set-up (one BLAS thread, a metrics slot, the models loaded, the
-long-lived objects frozen) is project/granian_app.py's, done as the worker imports the app.
+graceful reload). A worker that dies is replaced. The per-worker set-up (one BLAS thread, a
+metrics slot, the models loaded, the long-lived objects frozen) is project/granian_app.py's,
+done as the worker imports the app.
 """
 
 import argparse
