@@ -86,8 +86,8 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None) or fields.get(name)
             if value and value != "-":
                 line[name] = str(value)
-        if record.name == "gunicorn.access" and isinstance(record.args, dict):
-            line.update(_access_fields(record.args))
+        if isinstance(record.args, dict) and record.name in ACCESS_FIELDS:
+            line.update(ACCESS_FIELDS[record.name](record.args))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -110,3 +110,24 @@ def _access_fields(atoms: dict) -> dict[str, Any]:
     with contextlib.suppress(TypeError, ValueError):
         fields["duration_ms"] = int(atoms.get("D", "")) / 1000
     return fields
+
+
+def _granian_access_fields(atoms: dict) -> dict[str, Any]:
+    """The same of a granian access line (project/granian_server.py's format: the request id is
+    the X-Request-ID header nginx set, `_h0`)."""
+    fields: dict[str, Any] = {}
+    request_id = atoms.get("_h0", "-")
+    if request_id and request_id != "-":
+        fields["request_id"] = request_id
+    for name, atom in (("method", "method"), ("path", "path"), ("remote_addr", "addr")):
+        if atoms.get(atom):
+            fields[name] = atoms[atom]
+    with contextlib.suppress(TypeError, ValueError):
+        fields["status"] = int(atoms.get("status", ""))
+    with contextlib.suppress(TypeError, ValueError):
+        fields["duration_ms"] = round(float(atoms.get("dt_ms", "")), 3)
+    return fields
+
+
+# The web servers' access loggers, and how their records' atoms become a line's fields.
+ACCESS_FIELDS = {"gunicorn.access": _access_fields, "granian.access": _granian_access_fields}

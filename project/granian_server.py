@@ -29,9 +29,12 @@ import environ
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "project.granian_app:application"
-# Access lines in the shape of gunicorn's: the request id is the app's (X-Request-ID) and is
-# on the app's own lines, not here: granian's access atoms do not read response headers.
-ACCESS_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms'
+# Access lines like gunicorn's (project/gunicorn.conf.py). granian's atoms read request headers
+# only: the request id is the X-Request-ID nginx sends (core/logs.py reads it as `_h0`).
+ACCESS_FORMAT = (
+    '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms '
+    "rid=%(header{x-request-id})s"
+)
 
 
 def _env_int(name: str, default: int) -> int:

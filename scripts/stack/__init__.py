@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from scripts.stack.commands import (
+    ACCESS_LOGGERS,
     database_url,
     nginx_binary,
     nginx_command,
@@ -51,6 +52,7 @@ from scripts.stack.processes import (
 )
 
 __all__ = [
+    "ACCESS_LOGGERS",
     "STARTUP_SECONDS",
     "Response",
     "Stack",

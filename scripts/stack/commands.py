@@ -39,6 +39,8 @@ def database_url(settings_dict: dict | None = None) -> str:
 WEB_SERVERS = ("gunicorn", "granian")
 # The line an instance's log has for each web worker it starts.
 WORKER_START_LINES = {"gunicorn": "Booting worker", "granian": "Spawning worker"}
+# The logger of each server's access lines.
+ACCESS_LOGGERS = {"gunicorn": "gunicorn.access", "granian": "granian.access"}
 
 
 def web_server() -> str:

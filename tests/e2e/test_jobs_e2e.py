@@ -6,6 +6,7 @@ import signal
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import django_rq
 import orjson
@@ -140,7 +141,7 @@ def test_work_horse_killed_twice_leaves_the_job_failed_with_a_reason(
     assert job["links"]["cancel"] is None
 
 
-def post_chunked(stack, path: str, pieces: list[bytes], headers) -> tuple[int, dict, dict]:
+def post_chunked(stack, path: str, pieces: list[bytes], headers) -> tuple[int, Any, dict]:
     """POST a body with Transfer-Encoding: chunked (no Content-Length) through nginx."""
     parts = urllib.parse.urlsplit(stack.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
@@ -153,7 +154,8 @@ def post_chunked(stack, path: str, pieces: list[bytes], headers) -> tuple[int, d
             encode_chunked=True,
         )
         response = conn.getresponse()
-        return response.status, dict(response.headers), orjson.loads(response.read())
+        # The headers as received (HTTPMessage: names in any case, as HTTP has them).
+        return response.status, response.headers, orjson.loads(response.read())
     finally:
         conn.close()
 

@@ -10,7 +10,7 @@ import pytest
 from core.authentication import create_token
 from modelregistry import services as registry_services
 from modelregistry.demo import house_prices_data
-from scripts.stack import Stack, http_request
+from scripts.stack import ACCESS_LOGGERS, Stack, http_request, web_server
 
 from .conftest import STARTUP_SECONDS, wait_for
 
@@ -77,14 +77,13 @@ def test_web_and_worker_lines_are_json_with_the_request_and_job_ids(
     assert wait_for(finished, "the job to finish", 120)["status"] == "succeeded"
     ids = {"request_id": request_id, "model": model_name, "version": "1", "job_id": job_id}
 
-    # The web instance: the service's line about the job, and gunicorn's access line.
+    # The web instance: the service's line about the job, and the web server's access line.
     web = json_lines(json_stack, "web1")
     queued = [line for line in web if line["message"].startswith(f"job {job_id} queued")]
     assert len(queued) == 1 and ids.items() <= queued[0].items(), queued
     assert queued[0]["logger"] == "predictions.services.jobs" and queued[0]["level"] == "INFO"
-    access = [
-        line for line in web if line["logger"] == "gunicorn.access" and line["method"] == "POST"
-    ]
+    access_logger = ACCESS_LOGGERS[web_server()]
+    access = [line for line in web if line["logger"] == access_logger and line["method"] == "POST"]
     assert [(line["request_id"], line["status"]) for line in access] == [(request_id, 202)]
 
     # The worker: RQ's lines and ours about each step, in the worker and its horses. Its log is

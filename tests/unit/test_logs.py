@@ -63,3 +63,16 @@ def test_gunicorn_access_lines_carry_the_response_request_id():
         202,
         1.5,
     )
+
+
+def test_granian_access_lines_carry_the_request_id_nginx_sent():
+    atoms = {"method": "POST", "path": "/api/v1/x", "status": 202, "dt_ms": 1.5, "addr": "::1"}
+    atoms["_h0"] = "abc"
+    line = formatted(record("%(method)s %(path)s", atoms, name="granian.access"))
+    assert line["message"] == "POST /api/v1/x"
+    assert (line["request_id"], line["method"], line["status"], line["duration_ms"]) == (
+        "abc",
+        "POST",
+        202,
+        1.5,
+    )
