@@ -33,9 +33,9 @@ from scripts.stack import (
     stop_processes,
     wait_ready,
     web_command,
-    web_server,
     worker_starts,
 )
+from scripts.stack.commands import WEB_SERVERS
 
 from .conftest import scrape, total, wait_for, write_nginx_conf
 
@@ -405,10 +405,13 @@ RECYCLING = {
 }
 
 
-def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_path, nginx_binary):
-    """Workers replaced (RECYCLING) behind nginx's kept-alive connections: no request is lost
-    while they come and go."""
-    settings, starts = RECYCLING[web_server()]
+@pytest.mark.parametrize("server", WEB_SERVERS)
+def test_worker_recycling_under_load_fails_no_request(
+    server, e2e_stack, served, tmp_path, nginx_binary
+):
+    """Workers replaced (RECYCLING) behind nginx's kept-alive connections, under each web
+    server: no request is lost while they come and go, and every answer is the model's."""
+    settings, starts = RECYCLING[server]
     port, nginx_port = free_port(), free_port()
     env = {
         **e2e_stack.env,
@@ -422,14 +425,14 @@ def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_pat
     processes = {}
     try:
         for name, command in (
-            ("web", web_command(port)),
+            ("web", web_command(port, server=server)),
             ("nginx", nginx_command(conf, binary=nginx_binary)),
         ):
             processes[name] = launch(name, command, env=env, log_dir=log_dir)
         wait_ready(f"http://127.0.0.1:{port}/healthz", process=processes["web"], log_dir=log_dir)
         with Load(f"http://127.0.0.1:{nginx_port}", single_rows(served)) as load:
             wait_for(
-                lambda: worker_starts((log_dir / "web.log").read_text()) >= starts,
+                lambda: worker_starts((log_dir / "web.log").read_text(), server) >= starts,
                 "the server to replace its workers",
                 deadline_seconds=150,
             )
@@ -437,7 +440,7 @@ def test_worker_recycling_under_load_fails_no_request(e2e_stack, served, tmp_pat
         stop_processes(processes.values())
     outcomes = load.outcomes
     failures = [o for o in outcomes if o.status != 200]
-    boots = worker_starts((log_dir / "web.log").read_text())
-    report("recycling", sent=len(outcomes), failures=len(failures), worker_boots=boots)
+    boots = worker_starts((log_dir / "web.log").read_text(), server)
+    report(f"recycling {server}", sent=len(outcomes), failures=len(failures), worker_boots=boots)
     assert failures == [], failures[:5]
     assert all(o.rows_right for o in outcomes)

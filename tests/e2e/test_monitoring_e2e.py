@@ -23,9 +23,9 @@ from scripts.stack import (
     stop_processes,
     wait_ready,
     web_command,
-    web_server,
     worker_starts,
 )
+from scripts.stack.commands import WEB_SERVERS
 
 from .conftest import scrape, scrape_instances, total, wait_for, write_nginx_conf
 
@@ -173,14 +173,15 @@ def _recycle_by_signal(web, log_path) -> None:
     )
 
 
-def test_recycled_workers_lose_no_count_and_no_log_row(e2e_stack, tmp_path):
-    """Workers replaced every few requests: the metrics continue the same files (bounded), and
-    the log rows each worker still held are written when it exits, and at the graceful stop."""
+@pytest.mark.parametrize("server", WEB_SERVERS)
+def test_recycled_workers_lose_no_count_and_no_log_row(server, e2e_stack, tmp_path):
+    """Workers replaced every few requests, under each web server: the metrics continue the
+    same files (bounded), and the log rows each worker still held are written when it exits,
+    and at the graceful stop."""
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_left_from_a_previous_run.db").write_bytes(b"")
     port = free_port()
-    server = web_server()
     env = {
         **e2e_stack.env,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
@@ -191,9 +192,10 @@ def test_recycled_workers_lose_no_count_and_no_log_row(e2e_stack, tmp_path):
         "REQUEST_LOG_FLUSH_MS": "600000",  # only exits write the log rows
     }
     base = f"http://127.0.0.1:{port}"
-    log_path = e2e_stack.log_dir / "recycled.log"
+    log_path = e2e_stack.log_dir / f"recycled-{server}.log"
     request_ids = [f"recycled-{uuid.uuid4().hex[:8]}-{i}" for i in range(24)]
-    with running("recycled", web_command(port), env=env, log_dir=e2e_stack.log_dir) as web:
+    command = web_command(port, server=server)
+    with running(f"recycled-{server}", command, env=env, log_dir=e2e_stack.log_dir) as web:
         wait_ready(
             f"{base}/healthz",
             process=web,
@@ -211,7 +213,7 @@ def test_recycled_workers_lose_no_count_and_no_log_row(e2e_stack, tmp_path):
         assert len(statuses) == 1 and statuses.pop() >= 400  # no token: refused, and logged
         samples = scrape(f"{base}/metrics")
         files = sorted(path.name for path in metrics_dir.iterdir() if path.suffix == ".db")
-    boots = worker_starts(log_path.read_text())
+    boots = worker_starts(log_path.read_text(), server)
     assert boots >= 4, log_tails(e2e_stack.log_dir)  # the workers really were replaced
     assert total(samples, "modelport_http_requests_total", endpoint="model-list") == 24
     # At most two slots per worker (a worker and the successor it starts before it stops),
