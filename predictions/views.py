@@ -150,6 +150,19 @@ def _finished_results(request, job_id) -> PredictionJob:
     return job
 
 
+def _by_model_and_status(rows, params):
+    """Jobs or dataset runs filtered by `?model=` (its name) and `?status=` (checked)."""
+    model = params.get("model")
+    if model is not None:
+        rows = rows.filter(version__registered_model__name=model)
+    status = params.get("status")
+    if status is not None:
+        if status not in JobStatus.values:
+            raise InvalidInput(f"'status' must be one of {', '.join(JobStatus.values)}.")
+        rows = rows.filter(status=status)
+    return rows
+
+
 class JobListView(ApiView):
     """The caller's jobs, newest first (staff: everyone's, or one user's with `?owner=`)."""
 
@@ -165,14 +178,7 @@ class JobListView(ApiView):
             jobs = jobs.filter(owner_id=request.user.pk)
         elif owner is not None:
             jobs = jobs.filter(owner__username=owner)
-        model = request.query_params.get("model")
-        if model is not None:
-            jobs = jobs.filter(version__registered_model__name=model)
-        status = request.query_params.get("status")
-        if status is not None:
-            if status not in JobStatus.values:
-                raise InvalidInput(f"'status' must be one of {', '.join(JobStatus.values)}.")
-            jobs = jobs.filter(status=status)
+        jobs = _by_model_and_status(jobs, request.query_params)
         return paginated_response(self, request, jobs, JobOutput)
 
 
@@ -305,15 +311,7 @@ class DatasetListView(ApiView):
 
     @dataset_list_schema
     def get(self, request):
-        runs = _dataset_runs()
-        model = request.query_params.get("model")
-        if model is not None:
-            runs = runs.filter(version__registered_model__name=model)
-        status = request.query_params.get("status")
-        if status is not None:
-            if status not in JobStatus.values:
-                raise InvalidInput(f"'status' must be one of {', '.join(JobStatus.values)}.")
-            runs = runs.filter(status=status)
+        runs = _by_model_and_status(_dataset_runs(), request.query_params)
         return paginated_response(self, request, runs, DatasetRunOutput)
 
 
