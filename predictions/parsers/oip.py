@@ -118,6 +118,20 @@ def _texts(values: np.ndarray, name: str) -> np.ndarray:
     return values
 
 
+def _one_value(data, datatype: str) -> list | None:
+    """The data of a one-row tensor, as `_numbers` or `_texts` reads it, when its one value is
+    plain (text in a BYTES tensor, a number in an FP64 one), without numpy; None for the long
+    way, which has every other case and every error message."""
+    if type(data) is not list or len(data) != 1:
+        return None
+    value = data[0]
+    if datatype == "BYTES":
+        return [value] if type(value) is str else None
+    if datatype == "FP64" and type(value) in (int, float):
+        return [float(value)]
+    return None
+
+
 def _tensor(item, index: int) -> tuple[str, str, list[int], np.ndarray]:
     if not isinstance(item, dict):
         raise InvalidInput(f"inputs[{index}] must be an object (name, shape, datatype, data).")
@@ -141,6 +155,10 @@ def _tensor(item, index: int) -> tuple[str, str, list[int], np.ndarray]:
             "send plain tensors (str, np or none).",
         )
     shape = _shape(item, name)
+    if shape in ([1], [1, 1]):
+        one = _one_value(item.get("data"), datatype)
+        if one is not None:
+            return name, datatype, shape, np.array(one, dtype=object)
     values = _flat(item.get("data"), name, shape)
     values = _texts(values, name) if datatype == "BYTES" else _numbers(values, name, datatype)
     return name, datatype, shape, values

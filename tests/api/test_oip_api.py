@@ -1,6 +1,8 @@
 """Open Inference Protocol V2 endpoints through DRF's APIClient: every tensor layout and
 datatype, MLServer's codecs, request errors naming the input, metadata, jobs, the log."""
 
+import json
+
 import django_rq
 import numpy as np
 import orjson
@@ -399,3 +401,27 @@ def test_documented_in_the_openapi_schema_under_protocols(client):
     ):
         operations = paths[path]
         assert all(op["tags"] == ["protocols"] for op in operations.values()), path
+
+
+@pytest.mark.parametrize(
+    "datatype,value",
+    [("FP64", 1), ("FP64", 1.5), ("FP64", -0.0), ("FP64", 1e308), ("FP64", 2**70),
+     ("FP64", None), ("FP64", True), ("FP64", "1.5"), ("BYTES", "x"), ("BYTES", ""),
+     ("BYTES", None), ("BYTES", 3), ("FP32", 0.1), ("INT64", 3), ("BOOL", True)],
+)  # fmt: skip
+def test_a_one_row_tensor_reads_as_on_the_long_way(datatype, value):
+    """A one-row tensor with a plain value (read without numpy) gives the rows, or the error,
+    that the same value nested as [[value]] gives (read through the array path)."""
+    from core.errors import ServingError
+    from predictions.parsers.oip import read_inference_request
+
+    def read(data):
+        body = {"inputs": [{"name": "a", "shape": [1, 1], "datatype": datatype, "data": data}]}
+        try:
+            parsed = read_inference_request(json.dumps(body).encode())  # 2**70: not orjson
+        except ServingError as error:
+            return type(error), error.detail
+        record = parsed.record
+        return {name: (type(v), v) for name, v in record.items()}, parsed.declared
+
+    assert read([value]) == read([[value]])
